@@ -1,0 +1,5 @@
+//! Typed actions.
+pub struct Client;
+pub struct DeviceFilter;
+pub struct Listed;
+pub struct TimeFilter;

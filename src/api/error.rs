@@ -1,0 +1,104 @@
+//! Errors of API calls, split by what the caller can do about them.
+
+use std::time::Duration;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The organization spent its daily quota; no call succeeds before
+    /// the next 00:00 UTC.
+    #[error("{action}: daily API request limit reached: {detail}")]
+    LimitReached { action: &'static str, detail: String },
+
+    /// The key is wrong, revoked or missing.
+    #[error(
+        "{action}: the API rejected the key as invalid ({detail}); check api.api_key_file or the key's status with IoT Secure support"
+    )]
+    InvalidKey { action: &'static str, detail: String },
+
+    /// A failure body with another code.
+    #[error("{action}: request failed with code {code}: {detail}")]
+    Failed {
+        action: &'static str,
+        code: i64,
+        detail: String,
+    },
+
+    #[error("{action}: no reply within {timeout:?}")]
+    Timeout {
+        action: &'static str,
+        timeout: Duration,
+    },
+
+    /// Connection refused or reset, DNS or TLS failure. The message never
+    /// contains the URL, whose query string holds the key.
+    #[error("{action}: request failed: {message}")]
+    Connection {
+        action: &'static str,
+        message: String,
+    },
+
+    /// An HTTP error status whose body is not the API's failure JSON, such
+    /// as an HTML page from a proxy.
+    #[error("{action}: HTTP status {status} without an API failure body")]
+    Status { action: &'static str, status: u16 },
+
+    #[error("{action}: response larger than the {limit} byte limit (api.max_response_bytes)")]
+    TooLarge { action: &'static str, limit: usize },
+
+    /// The body is not the JSON this action returns.
+    #[error("{action}: invalid response: {detail}")]
+    Decode { action: &'static str, detail: String },
+
+    /// The forwarder's own daily ledger has no room left.
+    #[error("{action}: not sent, today's request budget is spent ({used} of {allowed})")]
+    BudgetSpent {
+        action: &'static str,
+        used: i64,
+        allowed: i64,
+    },
+}
+
+/// How the caller should react to an [`ApiError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Stop calling until the next UTC day.
+    DayClosed,
+    /// Stop calling until an operator fixes the key; retry slowly.
+    InvalidKey,
+    /// Worth retrying later: timeouts, connection errors, 5xx pages.
+    Transient,
+    /// Retrying the same call will fail the same way.
+    Permanent,
+}
+
+impl ApiError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ApiError::LimitReached { .. } | ApiError::BudgetSpent { .. } => ErrorKind::DayClosed,
+            ApiError::InvalidKey { .. } => ErrorKind::InvalidKey,
+            ApiError::Timeout { .. } | ApiError::Connection { .. } => ErrorKind::Transient,
+            ApiError::Status { status, .. } if *status >= 500 || *status == 429 => {
+                ErrorKind::Transient
+            }
+            ApiError::TooLarge { .. } => ErrorKind::Transient,
+            ApiError::Failed { .. } | ApiError::Status { .. } | ApiError::Decode { .. } => {
+                ErrorKind::Permanent
+            }
+        }
+    }
+
+    pub fn action(&self) -> &'static str {
+        match self {
+            ApiError::LimitReached { action, .. }
+            | ApiError::InvalidKey { action, .. }
+            | ApiError::Failed { action, .. }
+            | ApiError::Timeout { action, .. }
+            | ApiError::Connection { action, .. }
+            | ApiError::Status { action, .. }
+            | ApiError::TooLarge { action, .. }
+            | ApiError::Decode { action, .. }
+            | ApiError::BudgetSpent { action, .. } => action,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! HTTP transport.
+pub struct HttpSettings;
+pub struct HttpTransport;
