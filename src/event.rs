@@ -52,6 +52,8 @@ impl Event {
 
 /// The dedup key of an alert modification.
 pub fn alert_dedup_key(alert: &Alert) -> String {
-    let modified = alert.modified.map_or_else(|| "-".to_owned(), |m| m.to_string());
+    let modified = alert
+        .modified
+        .map_or_else(|| "-".to_owned(), |m| m.to_string());
     format!("alert:{}:{}", alert.alert_id, modified)
 }

@@ -8,6 +8,7 @@
 //! for the demo and the tests.
 
 pub mod api;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod event;

@@ -8,13 +8,19 @@ pub enum ApiError {
     /// The organization spent its daily quota; no call succeeds before
     /// the next 00:00 UTC.
     #[error("{action}: daily API request limit reached: {detail}")]
-    LimitReached { action: &'static str, detail: String },
+    LimitReached {
+        action: &'static str,
+        detail: String,
+    },
 
     /// The key is wrong, revoked or missing.
     #[error(
         "{action}: the API rejected the key as invalid ({detail}); check api.api_key_file or the key's status with IoT Secure support"
     )]
-    InvalidKey { action: &'static str, detail: String },
+    InvalidKey {
+        action: &'static str,
+        detail: String,
+    },
 
     /// A failure body with another code.
     #[error("{action}: request failed with code {code}: {detail}")]
@@ -48,7 +54,10 @@ pub enum ApiError {
 
     /// The body is not the JSON this action returns.
     #[error("{action}: invalid response: {detail}")]
-    Decode { action: &'static str, detail: String },
+    Decode {
+        action: &'static str,
+        detail: String,
+    },
 
     /// The forwarder's own daily ledger has no room left.
     #[error("{action}: not sent, today's request budget is spent ({used} of {allowed})")]

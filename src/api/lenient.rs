@@ -47,7 +47,9 @@ pub fn id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error
 /// A MAC address, normalized by [`normalize_mac`].
 pub fn mac<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     let value = text(deserializer)?;
-    Ok(value.map(|raw| normalize_mac(&raw)).filter(|mac| !mac.is_empty()))
+    Ok(value
+        .map(|raw| normalize_mac(&raw))
+        .filter(|mac| !mac.is_empty()))
 }
 
 /// An integer given as a number or a numeric string; `None` when absent,

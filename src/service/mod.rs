@@ -1,1 +1,325 @@
-//! Wiring.
+//! Wiring: opens the state, builds the API client behind the budget,
+//! starts one delivery task per output and the poll loop, and stops them
+//! in order on shutdown.
+
+mod delivery;
+pub mod demo;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, ApiKey, Client, ErrorKind, HttpSettings, HttpTransport, Transport};
+use crate::budget::{Budget, Budgeted};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::format::Formatter;
+use crate::sink::Sink;
+use crate::source::{AlertSource, SourceError};
+use crate::state::{StateError, Store};
+
+pub use delivery::{Delivery, Ended};
+
+/// How long delivery may go on after a stop was requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long `once` waits for the outputs to take everything.
+const ONCE_DELIVERY_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("output {output} did not accept every event within {limit:?}")]
+    Undelivered { output: String, limit: Duration },
+    #[error("delivery task failed: {0}")]
+    Task(String),
+}
+
+/// Everything a running forwarder is made of.
+pub struct Forwarder<T> {
+    pub settings: Settings,
+    pub store: Arc<Store>,
+    pub budget: Arc<Budget>,
+    pub client: Arc<Client<Budgeted<T>>>,
+    pub clock: Clock,
+    pub wake: Arc<Notify>,
+}
+
+/// Builds the HTTP transport for the configured API.
+pub fn http_transport(settings: &Settings, key: ApiKey) -> Result<HttpTransport, ApiError> {
+    HttpTransport::new(HttpSettings {
+        url: settings.api.url.clone(),
+        api_key: key,
+        timeout: settings.api.timeout,
+        connect_timeout: settings.api.connect_timeout,
+        max_response_bytes: settings.api.max_response_bytes,
+    })
+}
+
+impl<T: Transport> Forwarder<T> {
+    /// Opens the state database and wraps `transport` in the budget.
+    pub fn open(settings: Settings, transport: T, clock: Clock) -> Result<Self, StateError> {
+        let store = Arc::new(Store::open(&settings.state.path)?);
+        let names: Vec<String> = settings.outputs.iter().map(|o| o.name.clone()).collect();
+        store.retain_outputs(&names)?;
+        let budget = Arc::new(Budget::new(
+            store.clone(),
+            clock.clone(),
+            settings.quota.clone(),
+        ));
+        let client = Arc::new(Client::new(Budgeted::new(transport, budget.clone())));
+        Ok(Forwarder {
+            settings,
+            store,
+            budget,
+            client,
+            clock,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    fn alert_source(&self) -> AlertSource<Budgeted<T>> {
+        AlertSource::new(
+            self.client.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.settings.alerts.clone(),
+            self.settings.state.dedup_retention,
+        )
+    }
+
+    fn delivery(&self) -> Delivery {
+        Delivery {
+            store: self.store.clone(),
+            formatter: Arc::new(Formatter::new(self.settings.format.clone())),
+            clock: self.clock.clone(),
+            outputs: Arc::new(
+                self.settings
+                    .outputs
+                    .iter()
+                    .map(|o| o.name.clone())
+                    .collect(),
+            ),
+            wake: self.wake.clone(),
+        }
+    }
+
+    fn spawn_deliveries(
+        &self,
+        drain: &CancellationToken,
+        abort: &CancellationToken,
+    ) -> JoinSet<(String, Result<Ended, StateError>)> {
+        let mut tasks = JoinSet::new();
+        for output in &self.settings.outputs {
+            tracing::info!(output = %output.name, address = %output.address,
+                protocol = ?output.protocol, framing = ?output.framing, "output configured");
+            let delivery = self.delivery();
+            let sink = Sink::new(output.clone());
+            let (drain, abort) = (drain.clone(), abort.clone());
+            let name = output.name.clone();
+            tasks.spawn(async move { (name, delivery.run(sink, drain, abort).await) });
+        }
+        tasks
+    }
+
+    /// Runs until `shutdown` fires: polls the API and delivers to every
+    /// output; then stops polling, lets the outputs catch up for a grace
+    /// period, and returns.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let drain = CancellationToken::new();
+        let abort = CancellationToken::new();
+        let tasks = self.spawn_deliveries(&drain, &abort);
+        self.log_state()?;
+        tracing::info!("ready");
+        self.poll_loop(&shutdown).await;
+        tracing::info!("stopping: polling ended, delivering what is stored");
+        drain.cancel();
+        let guard = abort.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            guard.cancel();
+        });
+        let result = join_deliveries(tasks, SHUTDOWN_GRACE).await;
+        timer.abort();
+        tracing::info!("stopped");
+        result
+    }
+
+    /// One poll cycle, then delivery of everything stored; fails when the
+    /// cycle failed or an output did not take every event in time.
+    pub async fn once(&self) -> Result<(), ServiceError> {
+        let cycle = self.alert_source().cycle().await;
+        if let Ok(report) = &cycle {
+            tracing::info!(
+                requests = report.requests,
+                listed = report.listed,
+                stored = report.stored,
+                duplicates = report.duplicates,
+                "poll cycle"
+            );
+        }
+        let drain = CancellationToken::new();
+        drain.cancel();
+        let abort = CancellationToken::new();
+        let tasks = self.spawn_deliveries(&drain, &abort);
+        let guard = abort.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(ONCE_DELIVERY_LIMIT).await;
+            guard.cancel();
+        });
+        let delivered = join_deliveries(tasks, ONCE_DELIVERY_LIMIT).await;
+        timer.abort();
+        cycle?;
+        delivered
+    }
+
+    fn log_state(&self) -> Result<(), StateError> {
+        let cursors = self.store.cursors()?;
+        let pending = self.store.pending_count(crate::source::alerts::SOURCE)?;
+        let outbox = self.store.outbox_len()?;
+        tracing::info!(path = %self.settings.state.path.display(), ?cursors, pending, outbox,
+            "state opened");
+        Ok(())
+    }
+
+    async fn poll_loop(&self, shutdown: &CancellationToken) {
+        let source = self.alert_source();
+        let mut backoff = Backoff::default();
+        let mut closed_day: Option<String> = None;
+        while !shutdown.is_cancelled() {
+            let wait = if self.outbox_full() {
+                self.settings.alerts.poll_interval
+            } else {
+                match source.cycle().await {
+                    Ok(report) => {
+                        backoff = Backoff::default();
+                        self.after_cycle(&report);
+                        self.settings.alerts.poll_interval
+                    }
+                    Err(error) => self.after_failure(&error, &mut backoff, &mut closed_day),
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    fn outbox_full(&self) -> bool {
+        match self.store.outbox_len() {
+            Ok(len) if len as u64 >= self.settings.state.outbox_max_events => {
+                tracing::warn!(
+                    outbox = len,
+                    "outbox full; polling paused until outputs catch up"
+                );
+                true
+            }
+            Ok(_) => false,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox size");
+                true
+            }
+        }
+    }
+
+    fn after_cycle(&self, report: &crate::source::CycleReport) {
+        if report.stored > 0 {
+            self.wake.notify_waiters();
+        }
+        let used = self.budget.ledger().map(|day| day.used).unwrap_or(-1);
+        tracing::debug!(
+            requests = report.requests,
+            listed = report.listed,
+            stored = report.stored,
+            duplicates = report.duplicates,
+            requests_today = used,
+            "poll cycle"
+        );
+    }
+
+    fn after_failure(
+        &self,
+        error: &SourceError,
+        backoff: &mut Backoff,
+        closed_day: &mut Option<String>,
+    ) -> Duration {
+        // Anything stored before the failure can go out now.
+        self.wake.notify_waiters();
+        let kind = match error {
+            SourceError::Api(error) => error.kind(),
+            SourceError::State(_) => ErrorKind::Transient,
+        };
+        match kind {
+            ErrorKind::DayClosed => {
+                let today = self.budget.today();
+                if closed_day.as_deref() != Some(today.as_str()) {
+                    tracing::warn!(%error, "no requests left today; pending work is kept");
+                    *closed_day = Some(today);
+                }
+                self.settings.alerts.poll_interval
+            }
+            ErrorKind::InvalidKey => {
+                let wait = backoff.next(Duration::from_secs(60), Duration::from_secs(3600));
+                tracing::error!(%error, retry_in_s = wait.as_secs(), "API key rejected");
+                wait
+            }
+            ErrorKind::Transient | ErrorKind::Permanent => {
+                let wait = backoff.next(
+                    Duration::from_secs(5),
+                    self.settings
+                        .alerts
+                        .poll_interval
+                        .max(Duration::from_secs(300)),
+                );
+                tracing::warn!(%error, retry_in_s = wait.as_secs(), "poll cycle failed");
+                wait
+            }
+        }
+    }
+}
+
+async fn join_deliveries(
+    mut tasks: JoinSet<(String, Result<Ended, StateError>)>,
+    limit: Duration,
+) -> Result<(), ServiceError> {
+    let mut outcome = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let failure = match joined {
+            Ok((_, Ok(Ended::CaughtUp))) => continue,
+            Ok((output, Ok(Ended::Aborted))) => ServiceError::Undelivered { output, limit },
+            Ok((_, Err(error))) => ServiceError::State(error),
+            Err(error) => ServiceError::Task(error.to_string()),
+        };
+        tracing::error!(error = %failure, "delivery ended early");
+        if outcome.is_ok() {
+            outcome = Err(failure);
+        }
+    }
+    outcome
+}
+
+/// Doubling delay with jitter, reset after a success.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    fn next(&mut self, initial: Duration, max: Duration) -> Duration {
+        let factor = 2u32.saturating_pow(self.attempt.min(20));
+        self.attempt += 1;
+        let base = initial.saturating_mul(factor).min(max);
+        // Up to a quarter less, so restarted forwarders spread out.
+        let jitter = rand::random_range(0.75..=1.0);
+        base.mul_f64(jitter)
+    }
+}

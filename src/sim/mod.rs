@@ -79,3 +79,12 @@ impl Transport for InMemory {
         todo!("sim helper")
     }
 }
+
+/// Arguments of `iotsecure-forwarder sim`.
+#[derive(clap::Args, Debug)]
+pub struct SimArgs {}
+
+pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
+    let _ = args;
+    todo!("sim helper")
+}

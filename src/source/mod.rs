@@ -1,1 +1,32 @@
-//! Sources.
+//! Sources decide what to ask the API next and turn the records into
+//! events stored in the outbox.
+
+pub mod alerts;
+
+use crate::api::ApiError;
+use crate::state::StateError;
+
+pub use alerts::AlertSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What one poll cycle of a source did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// Requests sent, failed ones included.
+    pub requests: u32,
+    /// Ids the list call returned.
+    pub listed: usize,
+    /// New events stored in the outbox.
+    pub stored: usize,
+    /// Records fetched again that had already been delivered.
+    pub duplicates: usize,
+    /// Pending ids dropped after repeated permanent failures.
+    pub dropped: usize,
+}

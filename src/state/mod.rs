@@ -1,1 +1,449 @@
-//! State.
+//! The SQLite store: cursors, pending ids, dedup keys, the outbox, one
+//! delivery position per output, and the daily request ledger.
+//!
+//! Every method runs in one transaction, so a crash leaves either the
+//! whole step or none of it. The database runs in WAL mode with
+//! `synchronous=FULL`: a committed step survives power loss, and
+//! `status` can read while the daemon writes.
+
+mod schema;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::event::Event;
+
+pub use schema::VERSION as SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "state database has schema version {found}, newer than this build's {supported}: run the newer version, or move the file away to start afresh"
+    )]
+    TooNew { found: i64, supported: i64 },
+    #[error("state database: cannot create the folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// One row of the outbox.
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub seq: i64,
+    /// The event, or why its stored JSON could not be read back.
+    pub event: Result<Event, String>,
+}
+
+/// What [`Store::commit_event`] did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// Its dedup key was already known: delivered before.
+    Duplicate,
+}
+
+/// One day's line of the request ledger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerDay {
+    pub day: String,
+    pub used: i64,
+    /// The organization's count from the last `getAPIKey`.
+    pub org_used: Option<i64>,
+    pub synced_ms: Option<i64>,
+    pub closed_until_ms: Option<i64>,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens or creates the database at `path` and migrates it.
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Opens an existing database for reading only, for `status`. WAL
+    /// lets it read while the daemon writes.
+    pub fn open_read_only(path: &Path) -> Result<Store, StateError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent: any
+        // open transaction rolls back when it is dropped.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StateError> {
+        Ok(self
+            .conn()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))?)
+    }
+
+    pub fn cursor(&self, source: &str) -> Result<Option<i64>, StateError> {
+        let conn = self.conn();
+        let value = conn
+            .query_row(
+                "SELECT value FROM cursor WHERE source = ?1",
+                [source],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value)
+    }
+
+    /// All cursors, for `status`.
+    pub fn cursors(&self) -> Result<Vec<(String, i64)>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare("SELECT source, value FROM cursor ORDER BY source")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores the ids a list call returned as pending and moves the
+    /// cursor, in one transaction: a crash after it resumes with the
+    /// detail calls instead of listing again.
+    pub fn commit_listing(
+        &self,
+        source: &str,
+        ids: &[String],
+        cursor: i64,
+        now_ms: i64,
+    ) -> Result<usize, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut added = 0;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO pending (source, id, added_ms) VALUES (?1, ?2, ?3)",
+            )?;
+            for id in ids {
+                added += insert.execute(params![source, id, now_ms])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO cursor (source, value) VALUES (?1, ?2)
+             ON CONFLICT (source) DO UPDATE SET value = excluded.value",
+            params![source, cursor],
+        )?;
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Pending ids of `source`, oldest first, at most `limit`.
+    pub fn pending(&self, source: &str, limit: usize) -> Result<Vec<String>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare(
+            "SELECT id FROM pending WHERE source = ?1
+             ORDER BY added_ms, attempts, id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![source, limit as i64], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn pending_count(&self, source: &str) -> Result<i64, StateError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM pending WHERE source = ?1",
+            [source],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// Counts a failed detail call on a pending id, so ids that keep
+    /// failing sort after the others.
+    pub fn pending_failed(&self, source: &str, id: &str) -> Result<(), StateError> {
+        self.conn().execute(
+            "UPDATE pending SET attempts = attempts + 1 WHERE source = ?1 AND id = ?2",
+            params![source, id],
+        )?;
+        Ok(())
+    }
+
+    /// Permanent failures counted on a pending id so far.
+    pub fn pending_attempts(&self, source: &str, id: &str) -> Result<i64, StateError> {
+        let value = self
+            .conn()
+            .query_row(
+                "SELECT attempts FROM pending WHERE source = ?1 AND id = ?2",
+                params![source, id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.unwrap_or(0))
+    }
+
+    /// Removes a pending id without storing an event, such as an alert
+    /// the API no longer has.
+    pub fn drop_pending(&self, source: &str, id: &str) -> Result<(), StateError> {
+        self.conn().execute(
+            "DELETE FROM pending WHERE source = ?1 AND id = ?2",
+            params![source, id],
+        )?;
+        Ok(())
+    }
+
+    /// Stores `event` in the outbox unless its dedup key is known, and
+    /// removes `id` from the pending ids, in one transaction.
+    pub fn commit_event(
+        &self,
+        source: &str,
+        id: &str,
+        event: &Event,
+        now_ms: i64,
+        dedup_expires_ms: i64,
+    ) -> Result<Stored, StateError> {
+        let body = serde_json::to_string(event)
+            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+        let key = event.dedup_key();
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let fresh = tx.execute(
+            "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
+            params![key, dedup_expires_ms],
+        )? == 1;
+        if fresh {
+            tx.execute(
+                "INSERT INTO outbox (kind, dedup_key, body, stored_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![event.kind_name(), key, body, now_ms],
+            )?;
+        } else {
+            bump(&tx, "duplicates_dropped", 1)?;
+        }
+        tx.execute(
+            "DELETE FROM pending WHERE source = ?1 AND id = ?2",
+            params![source, id],
+        )?;
+        tx.commit()?;
+        Ok(if fresh {
+            Stored::New
+        } else {
+            Stored::Duplicate
+        })
+    }
+
+    /// Deletes dedup keys whose retention ended.
+    pub fn expire_dedup(&self, now_ms: i64) -> Result<usize, StateError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM dedup WHERE expires_ms < ?1", [now_ms])?)
+    }
+
+    /// Outbox rows after `seq`, oldest first, at most `limit`.
+    pub fn outbox_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StateError> {
+        let conn = self.conn();
+        let mut statement =
+            conn.prepare("SELECT seq, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = statement.query_map(params![seq, limit as i64], |row| {
+            let seq: i64 = row.get(0)?;
+            let body: String = row.get(1)?;
+            Ok(OutboxRow {
+                seq,
+                event: serde_json::from_str(&body).map_err(|error| error.to_string()),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn outbox_len(&self) -> Result<i64, StateError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?)
+    }
+
+    /// Rows of the outbox an output has not delivered yet.
+    pub fn outbox_depth(&self, output: &str) -> Result<i64, StateError> {
+        let position = self.position(output)?;
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM outbox WHERE seq > ?1",
+            [position],
+            |row| row.get(0),
+        )?)
+    }
+
+    /// The last outbox row `output` delivered; 0 for a new output, which
+    /// then receives everything still in the outbox.
+    pub fn position(&self, output: &str) -> Result<i64, StateError> {
+        let value = self
+            .conn()
+            .query_row(
+                "SELECT seq FROM position WHERE output = ?1",
+                [output],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.unwrap_or(0))
+    }
+
+    /// Records that `output` delivered every row up to `seq`, and deletes
+    /// the rows every output in `outputs` has delivered.
+    pub fn advance(&self, output: &str, seq: i64, outputs: &[String]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO position (output, seq) VALUES (?1, ?2)
+             ON CONFLICT (output) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            params![output, seq],
+        )?;
+        prune(&tx, outputs)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets positions of outputs no longer configured, so they do not
+    /// hold rows in the outbox, and prunes what the others delivered.
+    pub fn retain_outputs(&self, outputs: &[String]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let known: Vec<String> = {
+            let mut statement = tx.prepare("SELECT output FROM position")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for output in known.iter().filter(|name| !outputs.contains(name)) {
+            tx.execute("DELETE FROM position WHERE output = ?1", [output])?;
+        }
+        prune(&tx, outputs)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds `delta` to a named counter, such as `overlap_refetches`.
+    pub fn add_counter(&self, name: &str, delta: i64) -> Result<(), StateError> {
+        bump(&self.conn(), name, delta)
+    }
+
+    pub fn counter(&self, name: &str) -> Result<i64, StateError> {
+        let value = self
+            .conn()
+            .query_row("SELECT value FROM counter WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(value.unwrap_or(0))
+    }
+
+    /// Counts one request for `day` if fewer than `allowed` were counted,
+    /// in one statement, so two callers cannot both take the last one.
+    /// Returns the new count, or `None` when the day is spent.
+    pub fn ledger_take(&self, day: &str, allowed: i64) -> Result<Option<i64>, StateError> {
+        let conn = self.conn();
+        conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;
+        let changed = conn.execute(
+            "UPDATE ledger SET used = used + 1
+             WHERE day = ?1 AND MAX(used, COALESCE(org_used, 0)) < ?2",
+            params![day, allowed],
+        )?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        let used = conn.query_row("SELECT used FROM ledger WHERE day = ?1", [day], |row| {
+            row.get(0)
+        })?;
+        Ok(Some(used))
+    }
+
+    pub fn ledger_day(&self, day: &str) -> Result<LedgerDay, StateError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT used, org_used, synced_ms, closed_until_ms FROM ledger WHERE day = ?1",
+                [day],
+                |row| {
+                    Ok(LedgerDay {
+                        day: day.to_owned(),
+                        used: row.get(0)?,
+                        org_used: row.get(1)?,
+                        synced_ms: row.get(2)?,
+                        closed_until_ms: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row.unwrap_or_else(|| LedgerDay {
+            day: day.to_owned(),
+            ..LedgerDay::default()
+        }))
+    }
+
+    /// Records the organization's request count from `getAPIKey`.
+    pub fn ledger_sync(&self, day: &str, org_used: i64, now_ms: i64) -> Result<(), StateError> {
+        let conn = self.conn();
+        conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;
+        conn.execute(
+            "UPDATE ledger SET org_used = ?2, synced_ms = ?3 WHERE day = ?1",
+            params![day, org_used, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Closes `day` until `until_ms`, after the server said the limit
+    /// was reached.
+    pub fn ledger_close(&self, day: &str, until_ms: i64) -> Result<(), StateError> {
+        let conn = self.conn();
+        conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;
+        conn.execute(
+            "UPDATE ledger SET closed_until_ms = ?2 WHERE day = ?1",
+            params![day, until_ms],
+        )?;
+        Ok(())
+    }
+}
+
+fn bump(conn: &Connection, name: &str, delta: i64) -> Result<(), StateError> {
+    conn.execute(
+        "INSERT INTO counter (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        params![name, delta],
+    )?;
+    Ok(())
+}
+
+fn prune(conn: &Connection, outputs: &[String]) -> Result<(), StateError> {
+    let mut lowest: Option<i64> = None;
+    for output in outputs {
+        let seq: i64 = conn
+            .query_row(
+                "SELECT seq FROM position WHERE output = ?1",
+                [output],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        lowest = Some(lowest.map_or(seq, |low: i64| low.min(seq)));
+    }
+    if let Some(lowest) = lowest {
+        conn.execute("DELETE FROM outbox WHERE seq <= ?1", [lowest])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

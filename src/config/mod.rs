@@ -1,0 +1,147 @@
+//! The configuration file: parsed from TOML into [`raw`] types, then
+//! validated into [`Settings`], the typed values the rest of the crate
+//! uses. Every error names the file, the line and the key.
+
+mod error;
+pub mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+
+use crate::api::{ApiKey, License};
+use crate::format::FormatSettings;
+use crate::sink::OutputSettings;
+
+pub use error::ConfigError;
+
+/// Validated configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The file the settings came from.
+    pub path: PathBuf,
+    pub api: ApiSettings,
+    pub quota: QuotaSettings,
+    pub state: StateSettings,
+    pub alerts: AlertSettings,
+    pub format: FormatSettings,
+    pub outputs: Vec<OutputSettings>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    pub url: Url,
+    pub api_key_file: Option<PathBuf>,
+    pub api_key_env: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct QuotaSettings {
+    pub license: License,
+    /// Requests per UTC day for the whole organization.
+    pub daily_limit: i64,
+    /// Part of `daily_limit` left for other tools.
+    pub reserve: i64,
+}
+
+impl QuotaSettings {
+    /// Requests per day this forwarder may spend.
+    pub fn allowed(&self) -> i64 {
+        self.daily_limit - self.reserve
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StateSettings {
+    pub path: PathBuf,
+    pub dedup_retention: Duration,
+    pub outbox_max_events: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct AlertSettings {
+    pub enabled: bool,
+    pub poll_interval: Duration,
+    pub start_from: Duration,
+    pub overlap: Duration,
+    pub clock_skew: Duration,
+    pub max_details_per_cycle: u32,
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| ConfigError::whole_file(path, format!("cannot read the file: {error}")))?;
+    parse(path, &text)
+}
+
+/// Validates `text` as if it were read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    let raw: raw::RawConfig =
+        toml::from_str(text).map_err(|error| ConfigError::from_toml(path, text, &error))?;
+    validate::settings(path, text, raw)
+}
+
+/// Reads the API key: from `api.api_key_file`, else from the credential
+/// systemd passes (`$CREDENTIALS_DIRECTORY/api-key`), else from the
+/// environment variable named by `api.api_key_env`.
+pub fn load_api_key(settings: &Settings) -> Result<ApiKey, ConfigError> {
+    let api = &settings.api;
+    let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .map(|dir| PathBuf::from(dir).join("api-key"))
+        .filter(|path| path.exists());
+    let file = api.api_key_file.clone().or(credential);
+    if let Some(file) = file {
+        return read_key_file(&settings.path, &file);
+    }
+    match std::env::var(&api.api_key_env) {
+        Ok(key) if !key.trim().is_empty() => Ok(ApiKey::new(key.trim())),
+        _ => Err(ConfigError::key(
+            &settings.path,
+            "api.api_key_file",
+            format!(
+                "no API key: set api.api_key_file, or the environment variable {}",
+                api.api_key_env
+            ),
+        )),
+    }
+}
+
+fn read_key_file(config: &Path, file: &Path) -> Result<ApiKey, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        ConfigError::key(
+            config,
+            "api.api_key_file",
+            format!("cannot read the key file {}: {error}", file.display()),
+        )
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(ConfigError::key(
+            config,
+            "api.api_key_file",
+            format!("the key file {} is empty", file.display()),
+        ));
+    }
+    warn_if_readable_by_others(file);
+    Ok(ApiKey::new(key))
+}
+
+fn warn_if_readable_by_others(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(file) {
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                file = %file.display(),
+                mode = format_args!("{:o}", mode & 0o777),
+                "the API key file can be read by group or others; chmod 600 it"
+            );
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The TOML schema as written by the operator. Every table rejects
+//! unknown keys, so a typo fails `check-config` instead of being ignored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::api::License;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub quota: RawQuota,
+    #[serde(default)]
+    pub state: RawState,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+    #[serde(default)]
+    pub format: RawFormat,
+    /// One table per SIEM receiver.
+    #[serde(default)]
+    pub output: Vec<RawOutput>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    /// Base URL of the API.
+    pub url: String,
+    /// File holding the API key; read once at start.
+    pub api_key_file: Option<PathBuf>,
+    /// Environment variable holding the API key, used when no file is set
+    /// and systemd passed no credential.
+    pub api_key_env: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Larger responses are rejected.
+    pub max_response_bytes: usize,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            url: "https://api1.iotsecure.io/".into(),
+            api_key_file: None,
+            api_key_env: "IOTSECURE_API_KEY".into(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_response_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQuota {
+    pub license: License,
+    /// Overrides the licence's limit when set.
+    pub daily_limit: Option<i64>,
+    /// Requests per day left for other tools; never spent.
+    pub reserve: i64,
+}
+
+impl Default for RawQuota {
+    fn default() -> Self {
+        RawQuota {
+            license: License::Enterprise,
+            daily_limit: None,
+            reserve: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    pub path: PathBuf,
+    /// How long a delivered alert modification is remembered.
+    #[serde(with = "humantime_serde")]
+    pub dedup_retention: Duration,
+    /// Sources pause while the outbox holds this many events.
+    pub outbox_max_events: u64,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            path: PathBuf::from("/var/lib/iotsecure-forwarder/state.db"),
+            dedup_retention: Duration::from_secs(30 * 86_400),
+            outbox_max_events: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlerts {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How far back the first start reaches.
+    #[serde(with = "humantime_serde")]
+    pub start_from: Duration,
+    /// Subtracted from the server's time to form the next cursor.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// Subtracted from the local clock when the server sent no `Date`.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// `getAlert` calls at most per poll cycle.
+    pub max_details_per_cycle: u32,
+}
+
+impl Default for RawAlerts {
+    fn default() -> Self {
+        RawAlerts {
+            enabled: true,
+            poll_interval: Duration::from_secs(60),
+            start_from: Duration::from_secs(86_400),
+            overlap: Duration::from_secs(2),
+            clock_skew: Duration::from_secs(600),
+            max_details_per_cycle: 500,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFormat {
+    /// `rfc5424` or `rfc3164`.
+    pub syslog: String,
+    /// Facility name (`local0` ...) or code.
+    pub facility: FacilityValue,
+    pub app_name: String,
+    /// Empty means the machine's host name.
+    pub hostname: String,
+    pub default_severity: u8,
+    /// CEF severity per alert priority.
+    pub severity: BTreeMap<String, u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FacilityValue {
+    Name(String),
+    Code(u8),
+}
+
+impl Default for RawFormat {
+    fn default() -> Self {
+        let severity = [
+            ("critical", 10),
+            ("high", 8),
+            ("medium", 5),
+            ("low", 3),
+            ("info", 1),
+        ];
+        RawFormat {
+            syslog: "rfc5424".into(),
+            facility: FacilityValue::Name("local4".into()),
+            app_name: "iotsecure".into(),
+            hostname: String::new(),
+            default_severity: 5,
+            severity: severity
+                .into_iter()
+                .map(|(name, level)| (name.to_owned(), level))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// `lf` or `octet-counting`; TCP only.
+    #[serde(default = "default_framing")]
+    pub framing: String,
+    /// Defaults to 2048 on UDP and 65536 on TCP.
+    pub max_message_bytes: Option<usize>,
+    /// `truncate` or `drop`.
+    #[serde(default = "default_oversize")]
+    pub oversize: String,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "default_write_timeout", with = "humantime_serde")]
+    pub write_timeout: Duration,
+    #[serde(default = "default_backoff_initial", with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    #[serde(default = "default_backoff_max", with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+fn default_framing() -> String {
+    "lf".into()
+}
+
+fn default_oversize() -> String {
+    "truncate".into()
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_backoff_initial() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}

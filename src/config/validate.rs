@@ -1,0 +1,385 @@
+//! Turns [`RawConfig`] into [`Settings`], checking every value.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+
+use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput};
+use super::{AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings};
+use crate::format::{FormatSettings, SyslogHeader};
+use crate::sink::{Framing, OutputSettings, Oversize, Protocol};
+
+/// Validation context: the file and its text, for error positions.
+struct Check<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Check<'_> {
+    fn fail(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::at_key(self.path, self.text, key, message)
+    }
+
+    /// Resolves a relative path against the config file's folder.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
+        }
+    }
+}
+
+pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, ConfigError> {
+    let check = Check { path, text };
+    let api = api(&check, raw.api)?;
+    let quota = quota(&check, raw.quota)?;
+    let alerts = alerts(&check, raw.alerts)?;
+    let format = format(&check, raw.format)?;
+    let outputs = outputs(&check, raw.output)?;
+    let state = StateSettings {
+        path: check.resolve(&raw.state.path),
+        dedup_retention: raw.state.dedup_retention,
+        outbox_max_events: raw.state.outbox_max_events.max(1),
+    };
+    Ok(Settings {
+        path: path.to_owned(),
+        api,
+        quota,
+        state,
+        alerts,
+        format,
+        outputs,
+    })
+}
+
+fn api(check: &Check, raw: super::raw::RawApi) -> Result<ApiSettings, ConfigError> {
+    let url = Url::parse(&raw.url).map_err(|error| {
+        check.fail(
+            "api.url",
+            format!(
+                "invalid URL {:?}: {error}; expected such as https://api1.iotsecure.io/",
+                raw.url
+            ),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(check.fail(
+            "api.url",
+            format!("invalid scheme in {:?}: use https", raw.url),
+        ));
+    }
+    if raw.max_response_bytes < 1024 {
+        return Err(check.fail(
+            "api.max_response_bytes",
+            format!("{} is too small: use at least 1024", raw.max_response_bytes),
+        ));
+    }
+    positive(check, "api.timeout", raw.timeout)?;
+    positive(check, "api.connect_timeout", raw.connect_timeout)?;
+    Ok(ApiSettings {
+        url,
+        api_key_file: raw.api_key_file.map(|file| check.resolve(&file)),
+        api_key_env: raw.api_key_env,
+        timeout: raw.timeout,
+        connect_timeout: raw.connect_timeout,
+        max_response_bytes: raw.max_response_bytes,
+    })
+}
+
+fn quota(check: &Check, raw: super::raw::RawQuota) -> Result<QuotaSettings, ConfigError> {
+    let daily_limit = raw.daily_limit.unwrap_or(raw.license.daily_limit());
+    if daily_limit < 1 {
+        return Err(check.fail(
+            "quota.daily_limit",
+            format!("{daily_limit} is not a usable limit: use at least 1"),
+        ));
+    }
+    if raw.reserve < 0 || raw.reserve >= daily_limit {
+        return Err(check.fail(
+            "quota.reserve",
+            format!(
+                "{} must be at least 0 and below the daily limit {daily_limit}",
+                raw.reserve
+            ),
+        ));
+    }
+    Ok(QuotaSettings {
+        license: raw.license,
+        daily_limit,
+        reserve: raw.reserve,
+    })
+}
+
+fn alerts(check: &Check, raw: super::raw::RawAlerts) -> Result<AlertSettings, ConfigError> {
+    if raw.poll_interval < Duration::from_secs(1) {
+        return Err(check.fail("alerts.poll_interval", "must be at least 1s".to_owned()));
+    }
+    if raw.overlap > Duration::from_secs(3600) {
+        return Err(check.fail("alerts.overlap", "must be at most 1h".to_owned()));
+    }
+    if raw.max_details_per_cycle == 0 {
+        return Err(check.fail(
+            "alerts.max_details_per_cycle",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    Ok(AlertSettings {
+        enabled: raw.enabled,
+        poll_interval: raw.poll_interval,
+        start_from: raw.start_from,
+        overlap: raw.overlap,
+        clock_skew: raw.clock_skew,
+        max_details_per_cycle: raw.max_details_per_cycle,
+    })
+}
+
+fn format(check: &Check, raw: RawFormat) -> Result<FormatSettings, ConfigError> {
+    let header = match raw.syslog.as_str() {
+        "rfc5424" => SyslogHeader::Rfc5424,
+        "rfc3164" => SyslogHeader::Rfc3164,
+        other => {
+            return Err(check.fail(
+                "format.syslog",
+                format!("invalid value {other:?}: use \"rfc5424\" or \"rfc3164\""),
+            ));
+        }
+    };
+    let facility = facility(check, &raw.facility)?;
+    header_text(check, "format.app_name", &raw.app_name, 48)?;
+    let hostname = if raw.hostname.is_empty() {
+        system_hostname()
+    } else {
+        header_text(check, "format.hostname", &raw.hostname, 255)?;
+        raw.hostname
+    };
+    severity(check, "format.default_severity", raw.default_severity)?;
+    for (priority, level) in &raw.severity {
+        severity(check, &format!("format.severity.{priority}"), *level)?;
+    }
+    Ok(FormatSettings {
+        header,
+        facility,
+        app_name: raw.app_name,
+        hostname,
+        severity: raw
+            .severity
+            .into_iter()
+            .map(|(priority, level)| (priority.to_lowercase(), level))
+            .collect(),
+        default_severity: raw.default_severity,
+    })
+}
+
+const FACILITIES: [&str; 24] = [
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+
+fn facility(check: &Check, value: &FacilityValue) -> Result<u8, ConfigError> {
+    let code = match value {
+        FacilityValue::Code(code) => Some(*code).filter(|code| *code < 24),
+        FacilityValue::Name(name) => FACILITIES
+            .iter()
+            .position(|known| known.eq_ignore_ascii_case(name))
+            .and_then(|index| u8::try_from(index).ok()),
+    };
+    code.ok_or_else(|| {
+        check.fail(
+            "format.facility",
+            format!("invalid facility {value:?}: use a name such as \"local4\" or a code 0-23"),
+        )
+    })
+}
+
+fn header_text(check: &Check, key: &str, value: &str, max: usize) -> Result<(), ConfigError> {
+    let printable = value.bytes().all(|b| (33..=126).contains(&b));
+    if value.is_empty() || value.len() > max || !printable {
+        return Err(check.fail(
+            key,
+            format!(
+                "invalid value {value:?}: use 1 to {max} printable ASCII characters without spaces"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn severity(check: &Check, key: &str, level: u8) -> Result<(), ConfigError> {
+    if level > 10 {
+        return Err(check.fail(
+            key,
+            format!("{level} is out of range: CEF severity is 0 to 10"),
+        ));
+    }
+    Ok(())
+}
+
+fn positive(check: &Check, key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(check.fail(key, "must be more than 0s".to_owned()));
+    }
+    Ok(())
+}
+
+/// The machine's host name reduced to what an RFC 5424 HOSTNAME allows.
+fn system_hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(255)
+        .collect();
+    if name.is_empty() {
+        "iotsecure-forwarder".to_owned()
+    } else {
+        name
+    }
+}
+
+fn outputs(check: &Check, raw: Vec<RawOutput>) -> Result<Vec<OutputSettings>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::at_key(
+            check.path,
+            check.text,
+            "output",
+            "no [[output]] table: add one per SIEM receiver".to_owned(),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut outputs = Vec::new();
+    for (index, output) in raw.into_iter().enumerate() {
+        let settings = output_settings(check, index, output)?;
+        if !names.insert(settings.name.clone()) {
+            return Err(check.fail(
+                &format!("output[{index}].name"),
+                format!(
+                    "duplicate output name {:?}: names must be unique",
+                    settings.name
+                ),
+            ));
+        }
+        outputs.push(settings);
+    }
+    Ok(outputs)
+}
+
+fn output_settings(
+    check: &Check,
+    index: usize,
+    raw: RawOutput,
+) -> Result<OutputSettings, ConfigError> {
+    let key = |name: &str| format!("output[{index}].{name}");
+    let name_ok = !raw.name.is_empty()
+        && raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !name_ok {
+        return Err(check.fail(
+            &key("name"),
+            format!(
+                "invalid name {:?}: use letters, digits, '-', '_' or '.'",
+                raw.name
+            ),
+        ));
+    }
+    let port_ok = raw
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok {
+        return Err(check.fail(
+            &key("address"),
+            format!(
+                "invalid address {:?}: use host:port, such as 127.0.0.1:514",
+                raw.address
+            ),
+        ));
+    }
+    let protocol = match raw.protocol.as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => {
+            return Err(check.fail(
+                &key("protocol"),
+                format!("invalid protocol {other:?}: use \"tcp\" or \"udp\""),
+            ));
+        }
+    };
+    let framing = match raw.framing.as_str() {
+        "lf" => Framing::Lf,
+        "octet-counting" => Framing::OctetCounting,
+        other => {
+            return Err(check.fail(
+                &key("framing"),
+                format!("invalid framing {other:?}: use \"lf\" or \"octet-counting\""),
+            ));
+        }
+    };
+    let oversize = match raw.oversize.as_str() {
+        "truncate" => Oversize::Truncate,
+        "drop" => Oversize::Drop,
+        other => {
+            return Err(check.fail(
+                &key("oversize"),
+                format!("invalid value {other:?}: use \"truncate\" or \"drop\""),
+            ));
+        }
+    };
+    let (default_max, ceiling) = match protocol {
+        Protocol::Udp => (2048, 65_507),
+        Protocol::Tcp => (65_536, 16 * 1024 * 1024),
+    };
+    let max_message_bytes = raw.max_message_bytes.unwrap_or(default_max);
+    if !(480..=ceiling).contains(&max_message_bytes) {
+        return Err(check.fail(
+            &key("max_message_bytes"),
+            format!("{max_message_bytes} is out of range: use 480 to {ceiling}"),
+        ));
+    }
+    positive(check, &key("connect_timeout"), raw.connect_timeout)?;
+    positive(check, &key("write_timeout"), raw.write_timeout)?;
+    positive(check, &key("backoff_initial"), raw.backoff_initial)?;
+    if raw.backoff_max < raw.backoff_initial {
+        return Err(check.fail(
+            &key("backoff_max"),
+            "must not be below backoff_initial".to_owned(),
+        ));
+    }
+    Ok(OutputSettings {
+        name: raw.name,
+        address: raw.address,
+        protocol,
+        framing,
+        max_message_bytes,
+        oversize,
+        connect_timeout: raw.connect_timeout,
+        write_timeout: raw.write_timeout,
+        backoff_initial: raw.backoff_initial,
+        backoff_max: raw.backoff_max,
+    })
+}

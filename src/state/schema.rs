@@ -1,0 +1,69 @@
+//! Schema migrations, applied in order inside one transaction each. The
+//! database's `user_version` is the number of migrations applied.
+
+use rusqlite::Connection;
+
+use super::StateError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE cursor (
+        source TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE pending (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        added_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, id)
+    );
+    CREATE TABLE dedup (
+        key TEXT PRIMARY KEY,
+        expires_ms INTEGER NOT NULL
+    );
+    CREATE INDEX dedup_expiry ON dedup (expires_ms);
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        dedup_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        stored_ms INTEGER NOT NULL
+    );
+    CREATE TABLE position (
+        output TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    CREATE TABLE ledger (
+        day TEXT PRIMARY KEY,
+        used INTEGER NOT NULL DEFAULT 0,
+        org_used INTEGER,
+        synced_ms INTEGER,
+        closed_until_ms INTEGER
+    );
+    CREATE TABLE counter (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Applies the migrations the database has not seen yet.
+pub fn migrate(conn: &mut Connection) -> Result<(), StateError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > VERSION {
+        return Err(StateError::TooNew {
+            found: current,
+            supported: VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

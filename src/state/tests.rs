@@ -1,0 +1,134 @@
+use super::*;
+use crate::api::Alert;
+use crate::event::AlertEvent;
+
+fn alert_event(id: &str, modified: i64) -> Event {
+    Event::Alert(AlertEvent {
+        alert: Alert {
+            alert_id: id.into(),
+            modified: Some(modified),
+            ..Alert::default()
+        },
+        device: None,
+    })
+}
+
+fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("state.db")).expect("opens");
+    (dir, store)
+}
+
+#[test]
+fn listing_survives_reopen() {
+    let (dir, store) = temp_store();
+    let ids = vec!["1".to_owned(), "2".to_owned()];
+    store
+        .commit_listing("alerts", &ids, 100, 0)
+        .expect("commit");
+    drop(store);
+    let store = Store::open(&dir.path().join("state.db")).expect("reopens");
+    assert_eq!(store.cursor("alerts").expect("cursor"), Some(100));
+    assert_eq!(store.pending("alerts", 10).expect("pending"), ids);
+}
+
+#[test]
+fn second_commit_of_same_modification_is_duplicate() {
+    let (_dir, store) = temp_store();
+    let event = alert_event("1", 50);
+    let first = store
+        .commit_event("alerts", "1", &event, 0, 1_000)
+        .expect("first");
+    let second = store
+        .commit_event("alerts", "1", &event, 0, 1_000)
+        .expect("second");
+    assert_eq!(first, Stored::New);
+    assert_eq!(second, Stored::Duplicate);
+    assert_eq!(store.outbox_len().expect("len"), 1);
+    assert_eq!(store.counter("duplicates_dropped").expect("counter"), 1);
+}
+
+#[test]
+fn new_modification_of_same_alert_is_stored() {
+    let (_dir, store) = temp_store();
+    store
+        .commit_event("alerts", "1", &alert_event("1", 50), 0, 1_000)
+        .expect("first");
+    let stored = store
+        .commit_event("alerts", "1", &alert_event("1", 51), 0, 1_000)
+        .expect("second");
+    assert_eq!(stored, Stored::New);
+}
+
+#[test]
+fn commit_event_clears_the_pending_id() {
+    let (_dir, store) = temp_store();
+    store
+        .commit_listing("alerts", &["9".to_owned()], 1, 0)
+        .expect("listing");
+    store
+        .commit_event("alerts", "9", &alert_event("9", 1), 0, 1_000)
+        .expect("event");
+    assert_eq!(store.pending_count("alerts").expect("count"), 0);
+}
+
+#[test]
+fn rows_leave_only_after_every_output_delivered() {
+    let (_dir, store) = temp_store();
+    for id in 1..=3 {
+        let event = alert_event(&id.to_string(), id);
+        store
+            .commit_event("alerts", "x", &event, 0, 1_000)
+            .expect("event");
+    }
+    let outputs = vec!["a".to_owned(), "b".to_owned()];
+    store.advance("a", 3, &outputs).expect("advance a");
+    assert_eq!(store.outbox_len().expect("len"), 3);
+    assert_eq!(store.outbox_depth("b").expect("depth"), 3);
+    store.advance("b", 2, &outputs).expect("advance b");
+    assert_eq!(store.outbox_len().expect("len"), 1);
+    assert_eq!(store.outbox_after(0, 10).expect("rows")[0].seq, 3);
+}
+
+#[test]
+fn removed_output_stops_holding_rows() {
+    let (_dir, store) = temp_store();
+    store
+        .commit_event("alerts", "x", &alert_event("1", 1), 0, 1_000)
+        .expect("event");
+    let both = vec!["a".to_owned(), "b".to_owned()];
+    store.advance("a", 1, &both).expect("advance");
+    store.retain_outputs(&["a".to_owned()]).expect("retain");
+    assert_eq!(store.outbox_len().expect("len"), 0);
+}
+
+#[test]
+fn ledger_stops_at_the_allowed_count() {
+    let (_dir, store) = temp_store();
+    for expected in 1..=3 {
+        let taken = store.ledger_take("2026-12-04", 3).expect("take");
+        assert_eq!(taken, Some(expected));
+    }
+    assert_eq!(store.ledger_take("2026-12-04", 3).expect("take"), None);
+    assert_eq!(store.ledger_take("2026-12-05", 3).expect("take"), Some(1));
+}
+
+#[test]
+fn ledger_counts_the_organization_usage() {
+    let (_dir, store) = temp_store();
+    store.ledger_sync("d", 5, 0).expect("sync");
+    assert_eq!(store.ledger_take("d", 5).expect("take"), None);
+}
+
+#[test]
+fn newer_schema_is_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path).expect("opens"));
+    let conn = Connection::open(&path).expect("raw open");
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("bump");
+    drop(conn);
+    let error = Store::open(&path).err().expect("rejected");
+    assert!(matches!(error, StateError::TooNew { .. }), "{error}");
+}
