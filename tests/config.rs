@@ -1,0 +1,101 @@
+//! The config file: the shipped example, and the errors a broken file
+//! gets from `check-config`.
+
+use std::path::Path;
+use std::process::Command;
+
+use iotsecure_forwarder::config;
+
+const EXAMPLE: &str = include_str!("../config/iotsecure-forwarder.toml");
+
+#[test]
+fn example_config_is_valid() {
+    let settings = config::parse(Path::new("config/iotsecure-forwarder.toml"), EXAMPLE)
+        .expect("the example config validates");
+    assert_eq!(settings.outputs.len(), 1);
+    assert_eq!(settings.quota.daily_limit, 5_000);
+    assert_eq!(settings.alerts.poll_interval.as_secs(), 60);
+}
+
+#[test]
+fn example_config_sets_every_default() {
+    // Parsing an empty file plus one output must give what the example
+    // spells out, so the example documents the real defaults.
+    let minimal = "[[output]]\nname = \"siem\"\naddress = \"127.0.0.1:514\"\nprotocol = \"tcp\"\n";
+    let path = Path::new("/etc/iotsecure-forwarder/x.toml");
+    let defaults = config::parse(path, minimal).expect("minimal config validates");
+    let example = config::parse(path, EXAMPLE).expect("example validates");
+    assert_eq!(format!("{:?}", defaults.alerts), format!("{:?}", example.alerts));
+    assert_eq!(format!("{:?}", defaults.quota), format!("{:?}", example.quota));
+    assert_eq!(format!("{:?}", defaults.outputs), format!("{:?}", example.outputs));
+    assert_eq!(format!("{:?}", defaults.format), format!("{:?}", example.format));
+    assert_eq!(defaults.state.path, example.state.path);
+    assert_eq!(defaults.api.url, example.api.url);
+}
+
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("IOTSECURE_API_KEY", "test-key")
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+const OUTPUT: &str = "[[output]]\nname = \"a\"\naddress = \"127.0.0.1:514\"\nprotocol = \"tcp\"\n";
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = format!("[alerts]\npoll_interval = \"30s\"\npoll_intervall = \"5s\"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:3:1"), "{stderr}");
+    assert!(stderr.contains("alerts.poll_intervall"), "{stderr}");
+    assert!(stderr.contains("unknown field"), "{stderr}");
+}
+
+#[test]
+fn wrong_type_names_file_line_and_key() {
+    let text = format!("{OUTPUT}max_message_bytes = \"big\"\n");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:5:"), "{stderr}");
+    assert!(stderr.contains("output[0].max_message_bytes"), "{stderr}");
+}
+
+#[test]
+fn invalid_value_names_file_line_and_key() {
+    let text = format!("[format]\nsyslog = \"rfc9999\"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:2:1"), "{stderr}");
+    assert!(stderr.contains("format.syslog"), "{stderr}");
+    assert!(stderr.contains("rfc5424"), "{stderr}");
+}
+
+#[test]
+fn invalid_duration_names_the_key() {
+    let text = format!("[alerts]\nstart_from = \"yesterday\"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:2:"), "{stderr}");
+    assert!(stderr.contains("alerts.start_from"), "{stderr}");
+}
+
+#[test]
+fn missing_output_is_rejected() {
+    let (code, stderr) = check_config("[alerts]\nenabled = true\n");
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("[[output]]"), "{stderr}");
+}
+
+#[test]
+fn valid_config_passes() {
+    let (code, stderr) = check_config(OUTPUT);
+    assert_eq!(code, 0, "{stderr}");
+}
