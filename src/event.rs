@@ -50,10 +50,69 @@ impl Event {
     }
 }
 
-/// The dedup key of an alert modification.
+/// The dedup key of an alert modification: `(alert_id, modified)` plus
+/// a hash of the record's documented fields. The hash keeps two changes
+/// made within the same second apart (`modified` has one-second
+/// resolution), while a record fetched again unchanged still matches.
 pub fn alert_dedup_key(alert: &Alert) -> String {
     let modified = alert
         .modified
         .map_or_else(|| "-".to_owned(), |m| m.to_string());
-    format!("alert:{}:{}", alert.alert_id, modified)
+    let text = serde_json::to_string(alert).unwrap_or_default();
+    format!(
+        "alert:{}:{}:{:016x}",
+        alert.alert_id,
+        modified,
+        fnv1a(text.as_bytes())
+    )
+}
+
+/// 64-bit FNV-1a: stable across Rust releases, unlike `DefaultHasher`,
+/// because the keys are stored and compared across upgrades.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(status: &str) -> Alert {
+        Alert {
+            alert_id: "900451".into(),
+            modified: Some(1_700_000_000),
+            status: Some(status.into()),
+            ..Alert::default()
+        }
+    }
+
+    #[test]
+    fn same_record_gives_same_key() {
+        assert_eq!(
+            alert_dedup_key(&alert("open")),
+            alert_dedup_key(&alert("open"))
+        );
+    }
+
+    #[test]
+    fn change_within_the_same_second_gives_new_key() {
+        assert_ne!(
+            alert_dedup_key(&alert("open")),
+            alert_dedup_key(&alert("closed"))
+        );
+    }
+
+    #[test]
+    fn key_starts_with_id_and_modified() {
+        let key = alert_dedup_key(&alert("open"));
+        assert!(key.starts_with("alert:900451:1700000000:"), "{key}");
+    }
+
+    #[test]
+    fn hash_is_stable() {
+        // FNV-1a test vector for "a".
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
 }

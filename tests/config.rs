@@ -25,10 +25,22 @@ fn example_config_sets_every_default() {
     let path = Path::new("/etc/iotsecure-forwarder/x.toml");
     let defaults = config::parse(path, minimal).expect("minimal config validates");
     let example = config::parse(path, EXAMPLE).expect("example validates");
-    assert_eq!(format!("{:?}", defaults.alerts), format!("{:?}", example.alerts));
-    assert_eq!(format!("{:?}", defaults.quota), format!("{:?}", example.quota));
-    assert_eq!(format!("{:?}", defaults.outputs), format!("{:?}", example.outputs));
-    assert_eq!(format!("{:?}", defaults.format), format!("{:?}", example.format));
+    assert_eq!(
+        format!("{:?}", defaults.alerts),
+        format!("{:?}", example.alerts)
+    );
+    assert_eq!(
+        format!("{:?}", defaults.quota),
+        format!("{:?}", example.quota)
+    );
+    assert_eq!(
+        format!("{:?}", defaults.outputs),
+        format!("{:?}", example.outputs)
+    );
+    assert_eq!(
+        format!("{:?}", defaults.format),
+        format!("{:?}", example.format)
+    );
     assert_eq!(defaults.state.path, example.state.path);
     assert_eq!(defaults.api.url, example.api.url);
 }

@@ -86,7 +86,7 @@ impl<T: Transport> Forwarder<T> {
         })
     }
 
-    fn alert_source(&self) -> AlertSource<Budgeted<T>> {
+    pub fn alert_source(&self) -> AlertSource<Budgeted<T>> {
         AlertSource::new(
             self.client.clone(),
             self.store.clone(),
@@ -236,7 +236,7 @@ impl<T: Transport> Forwarder<T> {
             self.wake.notify_waiters();
         }
         let used = self.budget.ledger().map(|day| day.used).unwrap_or(-1);
-        tracing::debug!(
+        tracing::info!(
             requests = report.requests,
             listed = report.listed,
             stored = report.stored,
