@@ -61,7 +61,7 @@ pub struct SimArgs {
 }
 
 impl SimArgs {
-    /// The model settings these options describe.
+    /// Builds the model settings these options describe.
     pub fn settings(&self) -> SimSettings {
         let clock = Clock::system().with_offset_ms(self.clock_offset.saturating_mul(1_000));
         SimSettings {
@@ -98,7 +98,7 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The licence as `--license` spells it.
+/// Returns the licence name as `--license` spells it.
 fn license_name(license: License) -> &'static str {
     match license {
         License::Demo => "demo",
@@ -124,4 +124,56 @@ async fn cancel_on_signal(cancel: CancellationToken) {
     };
     tracing::info!(signal = signal_name, "simulator stopping");
     cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[&str]) -> SimArgs {
+        let argv = std::iter::once("sim").chain(args.iter().copied());
+        Command::try_parse_from(argv).expect("arguments parse").sim
+    }
+
+    #[test]
+    fn defaults_match_documentation() {
+        let args = parse(&[]);
+        assert_eq!(args.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(args.license, License::Enterprise);
+        assert_eq!(args.api_keys, [DEFAULT_API_KEY]);
+        assert_eq!(args.since, Since::After);
+        assert_eq!(args.devices, 50);
+        assert_eq!(args.daily_limit, None);
+    }
+
+    #[test]
+    fn options_parse_negative_offset_and_repeated_keys() {
+        let args = parse(&[
+            "--clock-offset",
+            "-300",
+            "--api-key",
+            "a",
+            "--api-key",
+            "b",
+            "--license",
+            "demo",
+            "--since",
+            "at-or-after",
+            "--daily-limit",
+            "3",
+        ]);
+        assert_eq!(args.clock_offset, -300);
+        assert_eq!(args.api_keys, ["a", "b"]);
+        assert_eq!(args.license, License::Demo);
+        assert_eq!(args.since, Since::AtOrAfter);
+        assert_eq!(args.settings().daily_limit, Some(3));
+    }
 }

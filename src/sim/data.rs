@@ -15,8 +15,8 @@ pub(crate) const ACCOUNT_NAME: &str = "Demo Company";
 /// The SNMP profile the document's device record uses.
 pub(crate) const SNMP_PROFILE: &str = "IoT Secure AutoDetect";
 
-/// Id of the first built-in alert; the 85 old alerts run from here up to
-/// 900450, so that with 900451 and 900464 there are 87 (`countAlerts`).
+/// Id of the first built-in alert. The 85 old alerts run from here up to
+/// 900450, so with 900451 and 900464 there are 87, as `countAlerts` shows.
 pub(crate) const FIRST_ALERT_ID: u64 = 900_366;
 
 /// The newest alert id in the document; new alerts count up from here.
@@ -30,7 +30,7 @@ const OLD_ALERTS: usize = 85;
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 
-/// The full record of `00:40:17:6C:00:00`, exactly as the document's
+/// Returns the full record of `00:40:17:6C:00:00`, exactly as the document's
 /// `getDevice` sample shows it.
 pub(crate) fn doc_device() -> Value {
     json!({
@@ -84,7 +84,7 @@ pub(crate) fn doc_device() -> Value {
     })
 }
 
-/// One PortSafe result without a certificate.
+/// Builds one PortSafe result without a certificate.
 pub(crate) fn port(status: &str, protocol: &str, service: &str, exploitable: bool) -> Value {
     json!({
         "status": status,
@@ -168,7 +168,7 @@ impl DeviceSpec<'_> {
 ///
 /// NOTE: the document lists `00:40:17:6C:00:00` among the devices
 /// "created after January 1, 2022" (`created=1641013200`), yet its own
-/// record says `created: 1498767515` (2017-06-29). The record is kept
+/// record gives `created: 1498767515` (2017-06-29). The record is kept
 /// verbatim and the filter stays honest, so that example returns the
 /// other four only. The `type=Electrocardiogram` example holds as shown.
 pub(crate) fn devices() -> Vec<Value> {
@@ -177,7 +177,7 @@ pub(crate) fn devices() -> Vec<Value> {
     records
 }
 
-/// The four devices the document names without showing a record, all
+/// Builds the four devices the document names without showing a record, all
 /// created after 2022-01-01. The first two are electrocardiographs, as
 /// the `type=Electrocardiogram` sample implies.
 ///
@@ -266,7 +266,7 @@ fn other_doc_devices() -> [DeviceSpec<'static>; 4] {
     ]
 }
 
-/// The document's only timeline sample, with the key it appears under.
+/// Returns the document's only timeline sample, with the key it appears under.
 pub(crate) fn doc_timeline_event() -> (&'static str, Value) {
     let event = json!({
         "created": "2019-01-15T20:10:00.000Z",
@@ -277,7 +277,7 @@ pub(crate) fn doc_timeline_event() -> (&'static str, Value) {
     ("prtsafe_inspection", event)
 }
 
-/// The SNMP profile the document's device record names. The document
+/// Returns the SNMP profile the document's device record names. The document
 /// lists its fields but shows no values, so these are typical SNMP v2c
 /// defaults.
 pub(crate) fn snmp_profile() -> Value {
@@ -296,10 +296,11 @@ pub(crate) fn snmp_profile() -> Value {
     })
 }
 
-/// The 87 built-in alerts, oldest first, with times relative to `now`
-/// (epoch seconds) so a forwarder started at any time sees the same mix:
+/// Builds the 87 built-in alerts, oldest first, with times relative to `now`
+/// (epoch seconds), so a forwarder started at any time receives the same
+/// mix:
 ///
-/// - 80 alerts modified between about 400 and 9 days ago, mostly closed;
+/// - 80 alerts modified between about 400 and 10 days ago, mostly closed;
 /// - [`RECENT_OLD_ALERTS`] alerts (900446 to 900450) modified between 20
 ///   and 4 hours ago, open;
 /// - 900451 and 900464, the document's ids, modified 40 and 10 minutes

@@ -3,9 +3,9 @@
 //!
 //! Each of the three kinds of change arrives as a Poisson process (random
 //! exponential gaps). Changes are applied in time order and stamped with
-//! their own time, not with the time of the call that triggered them, so
-//! the result depends only on the seed and on how far the clock has moved,
-//! not on how often [`Generator::advance`] runs.
+//! their own time, not with the time of the call that triggered them.
+//! So the result depends on the seed and on how far the clock has moved,
+//! but not on how often [`Generator::advance`] runs.
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -32,7 +32,7 @@ pub(crate) struct AlertKind {
 }
 
 impl AlertKind {
-    /// The subject line for this kind of alert on the named device.
+    /// Builds the subject line for this kind of alert on the named device.
     pub(crate) fn subject(&self, port: Option<u16>, device_name: &str) -> String {
         match port {
             Some(port) => format!("{} on {device_name} (port {port})", self.detail),

@@ -68,7 +68,7 @@ impl Model {
         }
     }
 
-    /// Answers one request given its raw query string (for a request
+    /// Handles one request given its raw query string (for a request
     /// with a form body, the query and the body joined by `&`).
     pub fn handle(&self, raw_query: &str) -> SimResponse {
         let now_ms = self.clock.now_ms();
@@ -76,7 +76,7 @@ impl Model {
         state.generator_advance(now_ms);
         state.log_query(raw_query);
         let (status, body) = state.answer(raw_query, now_ms);
-        tracing::debug!(status, "simulator answered request");
+        tracing::debug!(status, "simulator sent response");
         SimResponse {
             status,
             body,
@@ -92,7 +92,7 @@ impl Model {
         self.lock().generator_advance(now_ms);
     }
 
-    /// The simulator's clock.
+    /// Returns the simulator's clock.
     pub fn clock(&self) -> &Clock {
         &self.clock
     }
