@@ -1,15 +1,35 @@
 //! A simulator of the IoT Secure API, built from the API document: the
 //! in-memory model, its HTTP face (axum), and an in-memory transport for
 //! tests that run in virtual time.
+//!
+//! The model holds one organization: the records the document shows,
+//! a generated fleet, and a seeded generator that adds and changes
+//! alerts and device states as the model's clock moves. Requests go
+//! through [`Model::handle`], which checks the key, counts the request
+//! against the licence's daily limit, and runs the action.
 
-use tokio_util::sync::CancellationToken;
+mod actions;
+mod cli;
+mod controls;
+mod data;
+mod failure;
+mod generator;
+mod http;
+mod model;
+mod query;
+mod quota;
+mod store;
 
-use crate::api::{ApiError, Call, License, Reply, Transport};
-use crate::clock::Clock;
+use crate::api::{ApiError, Call, License, Reply, Transport, percent_encode};
+use crate::clock::{Clock, datetime_from_ms};
+
+pub use cli::{DEFAULT_API_KEY, SimArgs, run_cli};
+pub use http::serve;
+pub use model::Model;
 
 /// Whether `modified=T` (and `created=T`) selects records after T or at
 /// or after T; the API document does not say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Since {
     After,
     AtOrAfter,
@@ -28,6 +48,26 @@ pub struct SimSettings {
     /// New alerts per hour from the generator; 0 turns it off.
     pub alert_rate_per_hour: f64,
     pub seed: u64,
+    /// Requests per UTC day, overriding the licence's limit.
+    pub daily_limit: Option<i64>,
+}
+
+impl SimSettings {
+    /// Settings with the defaults of the `sim` subcommand: enterprise
+    /// licence, the key [`DEFAULT_API_KEY`], `Since::After`, 50 generated
+    /// devices, 60 alerts per hour, seed 1.
+    pub fn new(clock: Clock) -> Self {
+        SimSettings {
+            license: License::Enterprise,
+            api_keys: vec![DEFAULT_API_KEY.to_owned()],
+            since: Since::After,
+            clock,
+            devices: 50,
+            alert_rate_per_hour: 60.0,
+            seed: 1,
+            daily_limit: None,
+        }
+    }
 }
 
 /// One HTTP reply of the simulator.
@@ -39,33 +79,6 @@ pub struct SimResponse {
     pub date_ms: i64,
 }
 
-/// The simulated organization. Cheap to clone; clones share state.
-#[derive(Clone)]
-pub struct Model {}
-
-impl Model {
-    pub fn new(settings: SimSettings) -> Self {
-        let _ = settings;
-        todo!("sim helper")
-    }
-
-    /// Answers one request given its raw query string.
-    pub fn handle(&self, raw_query: &str) -> SimResponse {
-        let _ = raw_query;
-        todo!("sim helper")
-    }
-}
-
-/// Serves the model over HTTP on `listener` until `cancel` fires.
-pub async fn serve(
-    model: Model,
-    listener: tokio::net::TcpListener,
-    cancel: CancellationToken,
-) -> std::io::Result<()> {
-    let _ = (model, listener, cancel);
-    todo!("sim helper")
-}
-
 /// A transport that calls the model directly, with one key.
 #[derive(Clone)]
 pub struct InMemory {
@@ -74,9 +87,19 @@ pub struct InMemory {
 }
 
 impl Transport for InMemory {
+    /// Sends the query a real client would, so the model's request log
+    /// and decoding see the same bytes. `server_time` is cut to whole
+    /// seconds, like the HTTP `Date` header it stands for.
     async fn send(&self, call: &Call) -> Result<Reply, ApiError> {
-        let _ = call;
-        todo!("sim helper")
+        let key = percent_encode(&self.api_key);
+        let raw = format!("apikey={key}&{}", call.encode_query());
+        let response = self.model.handle(&raw);
+        let date_ms = response.date_ms.div_euclid(1_000) * 1_000;
+        Ok(Reply {
+            http_status: response.status,
+            body: response.body.into(),
+            server_time: Some(datetime_from_ms(date_ms)),
+        })
     }
 }
 
