@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config;
 use crate::listen;
 use crate::service::{Forwarder, http_transport};
-use crate::sim::{self, Model, SimSettings, Since};
+use crate::sim::{self, Model, SimSettings};
 use crate::sink::Protocol;
 
 const DEMO_KEY: &str = "demo-key";
@@ -64,15 +64,11 @@ async fn start_simulator(
     addr: SocketAddr,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<SocketAddr> {
-    let model = Model::new(SimSettings {
-        license: License::Enterprise,
-        api_keys: vec![DEMO_KEY.to_owned()],
-        since: Since::After,
-        clock: Clock::system(),
-        devices: 50,
-        alert_rate_per_hour: DEMO_ALERT_RATE,
-        seed: 1,
-    });
+    let mut settings = SimSettings::new(Clock::system());
+    settings.license = License::Enterprise;
+    settings.api_keys = vec![DEMO_KEY.to_owned()];
+    settings.alert_rate_per_hour = DEMO_ALERT_RATE;
+    let model = Model::new(settings);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .context("cannot start the simulator")?;

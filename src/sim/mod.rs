@@ -102,12 +102,3 @@ impl Transport for InMemory {
         })
     }
 }
-
-/// Arguments of `iotsecure-forwarder sim`.
-#[derive(clap::Args, Debug)]
-pub struct SimArgs {}
-
-pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
-    let _ = args;
-    todo!("sim helper")
-}

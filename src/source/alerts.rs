@@ -61,15 +61,14 @@ impl<T: Transport> AlertSource<T> {
     pub async fn cycle(&self) -> Result<CycleReport, SourceError> {
         let mut report = CycleReport::default();
         let budget = self.settings.max_details_per_cycle as usize;
-        self.fetch_pending(budget, &mut report).await?;
+        let fetched = self.fetch_pending(budget, &mut report).await?;
         if self.store.pending_count(SOURCE)? > 0 {
             // Backlog left: list again only once it is fetched, so the
             // pending ids never grow faster than they drain.
             return Ok(report);
         }
         self.list(&mut report).await?;
-        let left = budget.saturating_sub(report.requests as usize);
-        self.fetch_pending(left, &mut report).await?;
+        self.fetch_pending(budget - fetched, &mut report).await?;
         Ok(report)
     }
 
@@ -105,25 +104,28 @@ impl<T: Transport> AlertSource<T> {
         Ok(())
     }
 
+    /// Fetches up to `limit` pending alerts and returns how many it
+    /// asked for.
     async fn fetch_pending(
         &self,
         limit: usize,
         report: &mut CycleReport,
-    ) -> Result<(), SourceError> {
+    ) -> Result<usize, SourceError> {
         if limit == 0 {
-            return Ok(());
+            return Ok(0);
         }
-        for id in self.store.pending(SOURCE, limit)? {
+        let ids = self.store.pending(SOURCE, limit)?;
+        for id in ids.iter().map(String::as_str) {
             report.requests += 1;
-            match self.client.get_alert(&id).await {
-                Ok(alert) => self.store_alert(&id, alert, report)?,
+            match self.client.get_alert(id).await {
+                Ok(alert) => self.store_alert(id, alert, report)?,
                 Err(error) if error.kind() == ErrorKind::Permanent => {
-                    self.note_failure(&id, &error, report)?;
+                    self.note_failure(id, &error, report)?;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(())
+        Ok(ids.len())
     }
 
     fn store_alert(

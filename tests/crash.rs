@@ -1,0 +1,82 @@
+//! A forwarder killed with SIGKILL after fetching alerts and before
+//! delivering them, then started again, delivers each alert once.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use iotsecure_forwarder::clock::Clock;
+use iotsecure_forwarder::sim::Since;
+use iotsecure_forwarder::sink::Protocol;
+use iotsecure_forwarder::state::Store;
+
+const RECENT_ALERTS: usize = 7;
+
+fn free_port() -> std::net::SocketAddr {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("address")
+}
+
+fn forwarder(command: &str, config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
+        .arg(command)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("forwarder starts")
+}
+
+/// Waits until the outbox holds `count` events, reading the database as
+/// `status` would while the forwarder writes it.
+async fn wait_for_outbox(path: &std::path::Path, count: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let len = Store::open_read_only(path)
+            .and_then(|store| store.outbox_len())
+            .unwrap_or(0);
+        if len >= count {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "outbox has {len} of {count}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_fetch_and_delivery_loses_and_repeats_nothing() {
+    let model = common::quiet_model(Clock::system(), Since::After);
+    let (api, _sim) = common::serve(&model).await;
+    // Nothing listens on the output's port yet, so fetched alerts wait
+    // in the outbox.
+    let siem = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let extra = format!(
+        "[alerts]\npoll_interval = \"1s\"\n\n{}",
+        common::output("siem", siem, "tcp", "lf")
+    );
+    common::settings(dir.path(), &format!("http://{api}/"), &extra);
+    let config = dir.path().join("forwarder.toml");
+
+    let mut running = forwarder("run", &config);
+    wait_for_outbox(&dir.path().join("state.db"), RECENT_ALERTS as i64).await;
+    running.kill().expect("SIGKILL");
+    running.wait().expect("reaped");
+
+    let mut receiver = common::receiver_at(Protocol::Tcp, siem).await;
+    let status = forwarder("once", &config).wait().expect("once ends");
+    assert!(status.success(), "once exits 0");
+
+    let messages = receiver.take(RECENT_ALERTS, Duration::from_secs(20)).await;
+    let mut ids: Vec<String> = messages
+        .iter()
+        .map(|m| common::cef_fields(m)["externalId"].clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), RECENT_ALERTS, "each alert once: {ids:?}");
+    let extra = receiver.drain(Duration::from_millis(500)).await;
+    assert!(extra.is_empty(), "nothing twice: {extra:?}");
+}
