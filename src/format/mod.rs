@@ -1,8 +1,32 @@
 //! Encodes events as CEF inside an RFC 5424 or RFC 3164 syslog message.
+//!
+//! [`cef`] owns CEF escaping and parsing, [`syslog`] the headers, and
+//! [`alert`] the mapping of alert fields onto CEF keys. The output is one
+//! complete message without framing: the sinks add the framing.
+//!
+//! Invariant: no byte of API data can end a message, start a new one or
+//! forge a CEF field. Header fields keep printable ASCII only, CEF header
+//! values replace every control character, and CEF extension values
+//! escape CR and LF, so an encoded message never contains CR or LF.
+
+pub mod alert;
+pub mod cef;
+pub mod syslog;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
+pub use cef::{CefParseError, CefRecord, Severity, parse_cef};
+use syslog::{Priority, Rfc3164Header, Rfc5424Header, SyslogSeverity};
+
+use crate::api::Alert;
+use crate::clock::Clock;
 use crate::event::Event;
+
+/// The RFC 5424 MSGID of alert messages.
+pub const ALERT_MSGID: &str = "alert";
 
 /// Which syslog header precedes the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,18 +60,61 @@ impl Formatter {
         Formatter { settings }
     }
 
-    /// Appends one syslog message for `event` to `out`.
+    /// Appends one syslog message for `event` to `out`, stamped with the
+    /// event's own time, or the system clock's when the event has none.
     pub fn encode(&self, event: &Event, out: &mut Vec<u8>) {
-        let _ = (&self.settings, event, out);
-        todo!("format helper")
+        self.encode_at(event, Clock::system().now_ms(), out);
+    }
+
+    /// Appends one syslog message for `event` to `out`, stamped with the
+    /// event's own time, or `now_ms` (epoch milliseconds) when the event
+    /// has none. The message has no trailing newline and no CR or LF.
+    pub fn encode_at(&self, event: &Event, now_ms: i64, out: &mut Vec<u8>) {
+        let Event::Alert(alert_event) = event;
+        let severity = self.severity(&alert_event.alert);
+        let timestamp_ms = event.time_ms().unwrap_or(now_ms);
+
+        let mut message = String::with_capacity(512);
+        self.encode_header(severity, timestamp_ms, &mut message);
+        alert::encode_alert(alert_event, severity, &mut message);
+        debug_assert!(!message.contains(['\r', '\n']), "line break");
+        out.extend_from_slice(message.as_bytes());
+    }
+
+    /// The CEF severity of an alert: `severity[priority]` with the
+    /// priority trimmed and lower-cased, else `default_severity`, clamped
+    /// to 10.
+    pub fn severity(&self, alert: &Alert) -> Severity {
+        let priority = alert.priority.as_deref().map(normalize_priority);
+        let configured = priority.and_then(|p| self.settings.severity.get(&p));
+        Severity::new(*configured.unwrap_or(&self.settings.default_severity))
+    }
+
+    fn encode_header(&self, severity: Severity, ms: i64, out: &mut String) {
+        let settings = &self.settings;
+        let severity = SyslogSeverity::from_cef(severity);
+        let priority = Priority::new(settings.facility, severity);
+        match settings.header {
+            SyslogHeader::Rfc5424 => Rfc5424Header {
+                priority,
+                timestamp_ms: ms,
+                hostname: &settings.hostname,
+                app_name: &settings.app_name,
+                procid: "",
+                msgid: ALERT_MSGID,
+            }
+            .encode(out),
+            SyslogHeader::Rfc3164 => Rfc3164Header {
+                priority,
+                timestamp_ms: ms,
+                hostname: &settings.hostname,
+                tag: &settings.app_name,
+            }
+            .encode(out),
+        }
     }
 }
 
-impl Formatter {
-    /// Like [`Formatter::encode`], with `now_ms` as the header time of an
-    /// event that has no time of its own.
-    pub fn encode_at(&self, event: &Event, now_ms: i64, out: &mut Vec<u8>) {
-        let _ = now_ms;
-        self.encode(event, out)
-    }
+fn normalize_priority(priority: &str) -> String {
+    priority.trim().to_lowercase()
 }

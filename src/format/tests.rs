@@ -1,0 +1,586 @@
+//! Tests of whole messages: the alert mapping, the syslog layout, and the
+//! invariant that hostile API data yields exactly one message whose CEF
+//! fields parse back to the original values.
+
+use super::*;
+use crate::api::Device;
+use crate::event::AlertEvent;
+
+/// The line `docs/mapping.md` shows; the test below keeps it true.
+const EXAMPLE: &str = "<131>1 2019-02-20T04:40:34.000Z fw1.example.com \
+iotsecure-forwarder - alert - CEF:0|IoT Secure|IoT Secure API|1.0|\
+alert:Threat|Botnet traffic detected|8|rt=1550637634000 \
+start=1550637000000 externalId=900451 cat=Threat msg=Outbound \
+connection to a known botnet controller outcome=Device blocked \
+dmac=00:40:17:6C:00:00 dpt=443 cs1Label=status cs1=open \
+cs2Label=priority cs2=High dhost=cam-lobby dst=192.168.1.20 \
+cs4Label=deviceName cs4=Lobby camera cs5Label=deviceCategory \
+cs5=Camera cs6Label=deviceType cs6=IP Camera cn1Label=deviceThreat \
+cn1=1 cn2Label=deviceSpoofed cn2=0 cn3Label=deviceBlocked cn3=1 \
+flexString1Label=deviceManufacturer flexString1=Axis \
+flexString2Label=deviceModel flexString2=M3045";
+
+const NOW_MS: i64 = 1_700_000_000_123;
+
+/// Every character that must survive the round trip exactly, plus a
+/// forged syslog header and CEF pair after a line break.
+const HOSTILE: &str = "a|b\\c=d\r\ne\u{fc}\u{2603}\n<13>1 x cs1=forged";
+
+fn settings(header: SyslogHeader) -> FormatSettings {
+    let severity = [("low", 3), ("medium", 5), ("high", 8), ("critical", 12)];
+    FormatSettings {
+        header,
+        facility: 16,
+        app_name: "iotsecure-forwarder".into(),
+        hostname: "fw1.example.com".into(),
+        severity: severity.map(|(k, v)| (k.to_owned(), v)).into(),
+        default_severity: 5,
+    }
+}
+
+fn sample_alert() -> Alert {
+    Alert {
+        alert_id: "900451".into(),
+        category: Some("Threat".into()),
+        category_detail: Some("Outbound connection to a known botnet controller".into()),
+        created: Some(1_550_637_000),
+        device_id: Some("00:40:17:6C:00:00".into()),
+        modified: Some(1_550_637_634),
+        port: Some("443".into()),
+        priority: Some("High".into()),
+        resolution: Some("Device blocked".into()),
+        status: Some("open".into()),
+        subject: Some("Botnet traffic detected".into()),
+    }
+}
+
+fn sample_device() -> Device {
+    Device {
+        device_id: "00:40:17:6C:00:00".into(),
+        hostname: Some("cam-lobby".into()),
+        ip_address: Some("192.168.1.20".into()),
+        name: Some("Lobby camera".into()),
+        category: Some("Camera".into()),
+        device_type: Some("IP Camera".into()),
+        manufacturer: Some("Axis".into()),
+        model: Some("M3045".into()),
+        os_type: Some("Linux".into()),
+        location: Some("Lobby".into()),
+        threat: Some(true),
+        spoofed: Some(false),
+        blocked: Some(true),
+        ..Device::default()
+    }
+}
+
+fn event(alert: Alert, device: Option<Device>) -> Event {
+    Event::Alert(AlertEvent { alert, device })
+}
+
+fn encode_with(settings: FormatSettings, event: &Event) -> String {
+    let mut out = Vec::new();
+    Formatter::new(settings).encode_at(event, NOW_MS, &mut out);
+    String::from_utf8(out).expect("message is UTF-8")
+}
+
+fn encode(event: &Event) -> String {
+    encode_with(settings(SyslogHeader::Rfc5424), event)
+}
+
+/// Splits an RFC 5424 message into its seven header fields and the CEF
+/// record, checking the framing invariant on the way.
+fn split(message: &str) -> (Vec<String>, CefRecord) {
+    assert!(!message.contains(['\r', '\n']), "line break in {message:?}");
+    let parts: Vec<&str> = message.splitn(8, ' ').collect();
+    assert_eq!(parts.len(), 8, "header fields of {message:?}");
+    let record = parse_cef(parts[7]).expect("CEF record parses");
+    let header = parts[..7].iter().map(|part| part.to_string()).collect();
+    (header, record)
+}
+
+fn record_of(event: &Event) -> CefRecord {
+    split(&encode(event)).1
+}
+
+#[test]
+fn example_line_matches_mapping_doc() {
+    let line = encode(&event(sample_alert(), Some(sample_device())));
+    println!("{line}");
+    assert_eq!(line, EXAMPLE);
+    let doc = include_str!("../../docs/mapping.md");
+    assert!(doc.contains(EXAMPLE), "docs/mapping.md shows another line");
+}
+
+#[test]
+fn alert_fields_map_to_cef_keys() {
+    let record = record_of(&event(sample_alert(), None));
+    assert_eq!(record.vendor, "IoT Secure");
+    assert_eq!(record.product, "IoT Secure API");
+    assert_eq!(record.version, "1.0");
+    assert_eq!(record.event_class_id, "alert:Threat");
+    assert_eq!(record.name, "Botnet traffic detected");
+    assert_eq!(record.severity, "8");
+    let expected = [
+        ("rt", "1550637634000"),
+        ("start", "1550637000000"),
+        ("externalId", "900451"),
+        ("cat", "Threat"),
+        ("msg", "Outbound connection to a known botnet controller"),
+        ("outcome", "Device blocked"),
+        ("dmac", "00:40:17:6C:00:00"),
+        ("dpt", "443"),
+    ];
+    for (key, value) in expected {
+        assert_eq!(record.get(key), Some(value), "{key}");
+    }
+    assert_eq!(record.get_labelled("status"), Some("open"));
+    assert_eq!(record.get_labelled("priority"), Some("High"));
+    assert_eq!(record.get("dhost"), None);
+}
+
+#[test]
+fn device_fields_map_to_cef_keys() {
+    let record = record_of(&event(sample_alert(), Some(sample_device())));
+    assert_eq!(record.get("dhost"), Some("cam-lobby"));
+    assert_eq!(record.get("dst"), Some("192.168.1.20"));
+    let labelled = [
+        ("deviceName", "Lobby camera"),
+        ("deviceCategory", "Camera"),
+        ("deviceType", "IP Camera"),
+        ("deviceManufacturer", "Axis"),
+        ("deviceModel", "M3045"),
+        ("deviceThreat", "1"),
+        ("deviceSpoofed", "0"),
+        ("deviceBlocked", "1"),
+    ];
+    for (label, value) in labelled {
+        assert_eq!(record.get_labelled(label), Some(value), "{label}");
+    }
+}
+
+#[test]
+fn extension_keys_keep_a_fixed_order() {
+    let record = record_of(&event(sample_alert(), Some(sample_device())));
+    let keys: Vec<&str> = record.extension.iter().map(|(k, _)| k.as_str()).collect();
+    let first = ["rt", "start", "externalId", "cat", "msg", "outcome"];
+    assert_eq!(keys[..6], first);
+    assert_eq!(keys.last(), Some(&"flexString2"));
+}
+
+#[test]
+fn ipv6_address_goes_to_c6a3() {
+    let device = Device {
+        ip_address: Some(" fe80::1 ".into()),
+        ..sample_device()
+    };
+    let record = record_of(&event(sample_alert(), Some(device)));
+    assert_eq!(record.get("c6a3"), Some("fe80::1"));
+    assert_eq!(record.get("c6a3Label"), Some("deviceAddress"));
+    assert_eq!(record.get("dst"), None);
+}
+
+#[test]
+fn invalid_ip_address_is_omitted() {
+    let device = Device {
+        ip_address: Some("10.0.0.1 dst=1.2.3.4".into()),
+        ..sample_device()
+    };
+    let record = record_of(&event(sample_alert(), Some(device)));
+    assert_eq!(record.get("dst"), None);
+    assert_eq!(record.get("c6a3"), None);
+}
+
+#[test]
+fn non_numeric_port_goes_to_labelled_field() {
+    for port in ["80,443", "65536", "-1", "http"] {
+        let alert = Alert {
+            port: Some(port.into()),
+            ..sample_alert()
+        };
+        let record = record_of(&event(alert, None));
+        assert_eq!(record.get("dpt"), None, "{port}");
+        assert_eq!(record.get_labelled("port"), Some(port), "{port}");
+    }
+}
+
+#[test]
+fn name_falls_back_to_category_then_default() {
+    let cases = [
+        (Some("s"), Some("c"), "s"),
+        (Some(" \t"), Some("c"), "c"),
+        (None, Some("c"), "c"),
+        (None, None, "IoT Secure alert"),
+        (Some("\n"), Some(""), "IoT Secure alert"),
+    ];
+    for (subject, category, expected) in cases {
+        let alert = Alert {
+            subject: subject.map(String::from),
+            category: category.map(String::from),
+            ..sample_alert()
+        };
+        let record = record_of(&event(alert, None));
+        assert_eq!(record.name, expected, "{subject:?} {category:?}");
+    }
+}
+
+#[test]
+fn event_class_id_names_category() {
+    let cases = [
+        (Some("Threat"), "alert:Threat"),
+        (Some(" New Device "), "alert:New Device"),
+        (Some("a|b\nc"), "alert:a|b c"),
+        (Some(" "), "alert"),
+        (None, "alert"),
+    ];
+    for (category, expected) in cases {
+        let alert = Alert {
+            category: category.map(String::from),
+            ..sample_alert()
+        };
+        let record = record_of(&event(alert, None));
+        assert_eq!(record.event_class_id, expected, "{category:?}");
+    }
+}
+
+#[test]
+fn severity_follows_priority_map() {
+    let cases = [
+        (Some("High"), "8"),
+        (Some(" LOW "), "3"),
+        (Some("critical"), "10"),
+        (Some("unknown"), "5"),
+        (None, "5"),
+    ];
+    for (priority, expected) in cases {
+        let alert = Alert {
+            priority: priority.map(String::from),
+            ..sample_alert()
+        };
+        let record = record_of(&event(alert, None));
+        assert_eq!(record.severity, expected, "{priority:?}");
+    }
+}
+
+#[test]
+fn default_severity_is_clamped() {
+    let mut settings = settings(SyslogHeader::Rfc5424);
+    settings.default_severity = 99;
+    let alert = Alert {
+        priority: None,
+        ..sample_alert()
+    };
+    let line = encode_with(settings, &event(alert, None));
+    assert_eq!(split(&line).1.severity, "10");
+    assert!(line.starts_with("<130>1 "), "{line}");
+}
+
+#[test]
+fn timestamp_is_event_time() {
+    let (header, _) = split(&encode(&event(sample_alert(), None)));
+    assert_eq!(header[1], "2019-02-20T04:40:34.000Z");
+
+    let created_only = Alert {
+        modified: None,
+        ..sample_alert()
+    };
+    let (header, record) = split(&encode(&event(created_only, None)));
+    assert_eq!(header[1], "2019-02-20T04:30:00.000Z");
+    assert_eq!(record.get("rt"), None);
+}
+
+#[test]
+fn timestamp_falls_back_to_now() {
+    let timeless = Alert {
+        modified: None,
+        created: None,
+        ..sample_alert()
+    };
+    let (header, _) = split(&encode(&event(timeless, None)));
+    assert_eq!(header[1], "2023-11-14T22:13:20.123Z");
+}
+
+#[test]
+fn rfc5424_header_fields() {
+    let (header, _) = split(&encode(&event(sample_alert(), None)));
+    let expected = [
+        "<131>1",
+        "2019-02-20T04:40:34.000Z",
+        "fw1.example.com",
+        "iotsecure-forwarder",
+        "-",
+        "alert",
+        "-",
+    ];
+    assert_eq!(header, expected);
+}
+
+#[test]
+fn rfc3164_layout() {
+    let line = encode_with(
+        settings(SyslogHeader::Rfc3164),
+        &event(sample_alert(), None),
+    );
+    let prefix = "<131>Feb 20 04:40:34 fw1.example.com iotsecure-forwarder: ";
+    assert!(line.starts_with(prefix), "{line}");
+    let cef = line.strip_prefix(prefix).expect("prefix checked");
+    assert!(cef.starts_with("CEF:0|"), "{cef}");
+    assert!(!line.contains(['\r', '\n']));
+}
+
+#[test]
+fn message_has_no_trailing_newline() {
+    let line = encode(&event(sample_alert(), Some(sample_device())));
+    assert!(!line.ends_with(['\n', '\r', ' ']), "{line:?}");
+}
+
+#[test]
+fn empty_alert_still_encodes() {
+    let alert = Alert {
+        alert_id: String::new(),
+        ..Alert::default()
+    };
+    let line = encode(&event(alert, Some(Device::default())));
+    let (_, record) = split(&line);
+    assert_eq!(record.name, "IoT Secure alert");
+    assert!(record.extension.is_empty(), "{line}");
+    assert!(line.ends_with("|5|"), "{line}");
+}
+
+type AlertSetter = fn(&mut Alert, String);
+type DeviceSetter = fn(&mut Device, String);
+
+/// Where an API text field lands: a plain key or a labelled field.
+enum Target {
+    Key(&'static str),
+    Labelled(&'static str),
+}
+
+fn value_at<'a>(record: &'a CefRecord, target: &Target) -> Option<&'a str> {
+    match target {
+        Target::Key(key) => record.get(key),
+        Target::Labelled(label) => record.get_labelled(label),
+    }
+}
+
+/// Checks that the `cs1=forged` inside [`HOSTILE`] stayed inside a value.
+fn assert_no_forged_pair(record: &CefRecord, field: &str) {
+    let forged = record.extension.iter().filter(|(_, v)| v == "forged");
+    assert_eq!(forged.count(), 0, "{field} forged a pair");
+}
+
+#[test]
+fn hostile_alert_fields_parse_back() {
+    let fields: [(&str, AlertSetter, Target); 8] = [
+        ("alert_id", |a, v| a.alert_id = v, Target::Key("externalId")),
+        ("category", |a, v| a.category = Some(v), Target::Key("cat")),
+        (
+            "detail",
+            |a, v| a.category_detail = Some(v),
+            Target::Key("msg"),
+        ),
+        (
+            "device_id",
+            |a, v| a.device_id = Some(v),
+            Target::Key("dmac"),
+        ),
+        ("port", |a, v| a.port = Some(v), Target::Labelled("port")),
+        (
+            "priority",
+            |a, v| a.priority = Some(v),
+            Target::Labelled("priority"),
+        ),
+        (
+            "resolution",
+            |a, v| a.resolution = Some(v),
+            Target::Key("outcome"),
+        ),
+        (
+            "status",
+            |a, v| a.status = Some(v),
+            Target::Labelled("status"),
+        ),
+    ];
+    for (name, set, target) in fields {
+        let mut alert = sample_alert();
+        set(&mut alert, HOSTILE.to_owned());
+        let record = record_of(&event(alert, None));
+        assert_eq!(value_at(&record, &target), Some(HOSTILE), "{name}");
+        assert_no_forged_pair(&record, name);
+    }
+}
+
+#[test]
+fn hostile_device_fields_parse_back() {
+    let fields: [(&str, DeviceSetter, Target); 6] = [
+        (
+            "hostname",
+            |d, v| d.hostname = Some(v),
+            Target::Key("dhost"),
+        ),
+        (
+            "name",
+            |d, v| d.name = Some(v),
+            Target::Labelled("deviceName"),
+        ),
+        (
+            "category",
+            |d, v| d.category = Some(v),
+            Target::Labelled("deviceCategory"),
+        ),
+        (
+            "type",
+            |d, v| d.device_type = Some(v),
+            Target::Labelled("deviceType"),
+        ),
+        (
+            "manufacturer",
+            |d, v| d.manufacturer = Some(v),
+            Target::Labelled("deviceManufacturer"),
+        ),
+        (
+            "model",
+            |d, v| d.model = Some(v),
+            Target::Labelled("deviceModel"),
+        ),
+    ];
+    for (name, set, target) in fields {
+        let mut device = sample_device();
+        set(&mut device, HOSTILE.to_owned());
+        let record = record_of(&event(sample_alert(), Some(device)));
+        assert_eq!(value_at(&record, &target), Some(HOSTILE), "{name}");
+        assert_no_forged_pair(&record, name);
+    }
+}
+
+#[test]
+fn hostile_unmapped_device_fields_leave_no_trace() {
+    let mut device = sample_device();
+    let setters: [DeviceSetter; 6] = [
+        |d, v| d.os_type = Some(v),
+        |d, v| d.location = Some(v),
+        |d, v| d.oui = Some(v),
+        |d, v| d.snmp_profile = Some(v),
+        |d, v| d.domains = vec![v],
+        |d, v| d.device_id = v,
+    ];
+    for set in setters {
+        set(&mut device, HOSTILE.to_owned());
+    }
+    let line = encode(&event(sample_alert(), Some(device)));
+    assert_eq!(line, encode(&event(sample_alert(), Some(sample_device()))));
+}
+
+#[test]
+fn hostile_header_values_are_normalized() {
+    let alert = Alert {
+        subject: Some(HOSTILE.into()),
+        category: Some(HOSTILE.into()),
+        ..sample_alert()
+    };
+    let record = record_of(&event(alert, None));
+    // Header values replace CR and LF with a space; `|`, `\` and `=`
+    // survive through escaping.
+    let expected = HOSTILE.replace(['\r', '\n'], " ");
+    assert_eq!(record.name, expected);
+    assert_eq!(record.event_class_id, format!("alert:{expected}"));
+    assert_eq!(record.get("cat"), Some(HOSTILE));
+}
+
+#[test]
+fn forged_syslog_header_in_hostname_stays_inside() {
+    let forged = "h\n<13>1 2020-01-01T00:00:00Z evil app - - - CEF:0|x";
+    let mut settings = settings(SyslogHeader::Rfc5424);
+    settings.hostname = forged.into();
+    settings.app_name = forged.into();
+    let device = Device {
+        hostname: Some(forged.into()),
+        ..sample_device()
+    };
+    let line = encode_with(settings, &event(sample_alert(), Some(device)));
+    let (header, record) = split(&line);
+    assert_eq!(
+        header[2],
+        "h_<13>1_2020-01-01T00:00:00Z_evil_app_-_-_-_CEF:0|x"
+    );
+    assert_eq!(header[3].len(), 48);
+    assert_eq!(record.get("dhost"), Some(forged));
+    assert_eq!(line.matches("CEF:0|IoT").count(), 1);
+}
+
+#[test]
+fn forged_syslog_header_in_rfc3164_stays_inside() {
+    let forged = "h\n<13>Jan  1 00:00:00 evil app: CEF:0|x";
+    let mut settings = settings(SyslogHeader::Rfc3164);
+    settings.hostname = forged.into();
+    settings.app_name = forged.into();
+    let line = encode_with(settings, &event(sample_alert(), None));
+    assert!(!line.contains(['\r', '\n']), "{line}");
+    let fields: Vec<&str> = line.splitn(6, ' ').collect();
+    assert_eq!(fields[3], "h_<13>Jan__1_00:00:00_evil_app:_CEF:0|x");
+    assert_eq!(fields[4], "h__13_Jan__1_00_00_00_evil_app__:");
+    assert!(fields[5].starts_with("CEF:0|IoT Secure|"), "{line}");
+}
+
+#[test]
+fn ten_kilobyte_hostname_is_cut() {
+    let long = "h".repeat(10 * 1024);
+    let mut settings = settings(SyslogHeader::Rfc5424);
+    settings.hostname = long.clone();
+    let device = Device {
+        hostname: Some(long.clone()),
+        ..sample_device()
+    };
+    let line = encode_with(settings, &event(sample_alert(), Some(device)));
+    let (header, record) = split(&line);
+    assert_eq!(header[2].len(), 255);
+    assert_eq!(record.get("dhost"), Some(&long[..1023]));
+}
+
+#[test]
+fn long_values_are_cut_to_key_limits() {
+    let long = "=".repeat(5000);
+    let alert = Alert {
+        alert_id: long.clone(),
+        category_detail: Some(long.clone()),
+        resolution: Some(long.clone()),
+        status: Some(long.clone()),
+        subject: Some(long.clone()),
+        ..sample_alert()
+    };
+    let record = record_of(&event(alert, None));
+    let limits = [("externalId", 40), ("msg", 1023), ("outcome", 63)];
+    for (key, limit) in limits {
+        let value = record.get(key).expect("value present");
+        assert_eq!(value.len(), limit, "{key}");
+    }
+    let status = record.get_labelled("status").expect("status present");
+    assert_eq!(status.len(), 4000);
+    assert_eq!(record.name.len(), 512);
+}
+
+#[test]
+fn nul_bytes_become_spaces() {
+    let alert = Alert {
+        subject: Some("a\0b".into()),
+        category_detail: Some("c\0d\0".into()),
+        status: Some("\0".into()),
+        ..sample_alert()
+    };
+    let line = encode(&event(alert, None));
+    assert!(!line.contains('\0'), "{line:?}");
+    let (_, record) = split(&line);
+    assert_eq!(record.name, "a b");
+    assert_eq!(record.get("msg"), Some("c d"));
+    assert_eq!(record.get_labelled("status"), None);
+}
+
+#[test]
+fn tab_becomes_space() {
+    let alert = Alert {
+        category_detail: Some("a\tb".into()),
+        ..sample_alert()
+    };
+    let line = encode(&event(alert, None));
+    assert!(!line.contains('\t'));
+    assert_eq!(split(&line).1.get("msg"), Some("a b"));
+}
