@@ -191,7 +191,7 @@ async fn stopped_midway_resumes_without_listing_again() {
     drop(first);
     let before = model.raw_queries().len();
 
-    let second = common::over_http(dir.path(), api, &config);
+    let second = common::over_http(dir.path(), api, &outputs.config());
     second.once().await.expect("once succeeds");
 
     let after = model.raw_queries();

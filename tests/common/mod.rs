@@ -139,3 +139,9 @@ pub fn over_http(
         iotsecure_forwarder::service::http_transport(&settings, key).expect("transport builds");
     Forwarder::open(settings, transport, Clock::system()).expect("forwarder opens")
 }
+/// Extension values of a CEF message, keyed by name.
+pub fn cef_fields(message: &str) -> std::collections::BTreeMap<String, String> {
+    let at = message.find("CEF:0|").expect("message carries CEF");
+    let record = iotsecure_forwarder::format::parse_cef(&message[at..]).expect("CEF parses");
+    record.extension.into_iter().collect()
+}
