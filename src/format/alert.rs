@@ -89,7 +89,7 @@ pub fn event_class_id(alert: &Alert) -> String {
     }
 }
 
-/// The subject, else the category, else [`FALLBACK_NAME`].
+/// Returns the subject, else the category, else [`FALLBACK_NAME`].
 pub fn alert_name(alert: &Alert) -> &str {
     [&alert.subject, &alert.category]
         .into_iter()
@@ -98,7 +98,7 @@ pub fn alert_name(alert: &Alert) -> &str {
         .unwrap_or(FALLBACK_NAME)
 }
 
-/// Whether a value keeps any character after control characters become
+/// Returns whether a value keeps any character after control characters become
 /// spaces and spaces are trimmed.
 fn has_text(value: &str) -> bool {
     value.chars().any(|c| c != ' ' && !c.is_control())
@@ -175,7 +175,7 @@ fn push_custom(
     extension.push_labelled(*field, *label_key, label, value);
 }
 
-/// A boolean as a labelled `cnN`: 1 for true, 0 for false.
+/// Adds a boolean as a labelled `cnN`: 1 for true, 0 for false.
 fn push_flag(
     extension: &mut Extension,
     slot: &(ExtensionKey, ExtensionKey),

@@ -148,7 +148,7 @@ pub fn escape_header_value(value: &str, max_chars: usize, out: &mut String) {
 
 /// Appends an extension value: control characters other than CR and LF
 /// (TAB and NUL included) become a space, the result is trimmed and cut
-/// to `max_chars` characters, then `\` becomes `\\`, `=` becomes `\=`, LF
+/// to `max_chars` characters. Then `\` becomes `\\`, `=` becomes `\=`, LF
 /// becomes `\n` and CR becomes `\r`. Cutting before escaping means the
 /// cut can never split an escape and leave a dangling `\`.
 pub fn escape_extension_value(value: &str, max_chars: usize, out: &mut String) {
@@ -164,7 +164,8 @@ pub fn escape_extension_value(value: &str, max_chars: usize, out: &mut String) {
     }
 }
 
-/// Whether an extension value is omitted: empty after normalization.
+/// Returns whether an extension value is omitted because it is empty
+/// after normalization.
 fn is_blank_extension_value(value: &str) -> bool {
     normalize(value, is_extension_control).is_empty()
 }
@@ -220,7 +221,7 @@ impl CefRecord {
     }
 }
 
-/// Why a CEF record did not parse.
+/// An error from parsing a CEF record.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CefParseError {
     #[error("invalid CEF record: does not start with `CEF:`")]

@@ -81,7 +81,7 @@ impl Formatter {
         out.extend_from_slice(message.as_bytes());
     }
 
-    /// The CEF severity of an alert: `severity[priority]` with the
+    /// Returns the CEF severity of an alert: `severity[priority]` with the
     /// priority trimmed and lower-cased, else `default_severity`, clamped
     /// to 10.
     pub fn severity(&self, alert: &Alert) -> Severity {

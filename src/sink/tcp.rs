@@ -71,7 +71,9 @@ impl TcpTransport {
                 self.reconnect.lost(settings, &error, cancel).await?;
             }
         }
-        self.reconnect.succeeded();
+        if !messages.is_empty() {
+            self.reconnect.succeeded();
+        }
         Ok(())
     }
 
@@ -137,7 +139,7 @@ async fn open(address: &str) -> Result<TcpStream, TransportError> {
     Err(last_error)
 }
 
-/// Whether the receiver closed the connection or reset it. A syslog
+/// Returns whether the receiver closed the connection or reset it. A syslog
 /// receiver sends nothing, so readable end-of-stream means it is gone.
 /// Data it does send is discarded.
 fn peer_closed(stream: &TcpStream) -> bool {

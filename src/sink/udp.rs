@@ -62,7 +62,7 @@ impl UdpTransport {
     }
 
     /// Sends each message as one datagram. `EMSGSIZE` is permanent, so
-    /// that message is dropped; any other error, such as `ECONNREFUSED`
+    /// that message is dropped. Any other error, such as `ECONNREFUSED`
     /// after an ICMP port unreachable, is retried on a new socket after
     /// the backoff delay.
     pub async fn deliver(
@@ -95,7 +95,9 @@ impl UdpTransport {
             index += 1;
         }
 
-        self.reconnect.succeeded();
+        if !messages.is_empty() {
+            self.reconnect.succeeded();
+        }
         log_too_long(settings, counts.too_long);
         Ok(counts)
     }
