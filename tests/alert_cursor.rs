@@ -54,7 +54,11 @@ impl Setup {
 
     /// Every `(alert_id, modified, status)` in the outbox, in order.
     fn delivered(&self) -> Vec<(String, i64, String)> {
-        let rows = self.forwarder.store.outbox_after(0, 1_000_000).expect("outbox");
+        let rows = self
+            .forwarder
+            .store
+            .outbox_after(0, 1_000_000)
+            .expect("outbox");
         rows.into_iter()
             .map(|row| match row.event.expect("event reads back") {
                 Event::Alert(event) => (
@@ -95,23 +99,40 @@ async fn same_second_case(skew: i64, since: Since) {
 
     // One alert is modified and listed in the same second; the other
     // two are modified in that second after the list call.
-    setup.model.modify_alert("1001", json!({"status": "acknowledged"}));
+    setup
+        .model
+        .modify_alert("1001", json!({"status": "acknowledged"}));
     setup.cycle().await;
-    setup.model.modify_alert("1002", json!({"status": "acknowledged"}));
-    setup.model.modify_alert("1003", json!({"status": "acknowledged"}));
+    setup
+        .model
+        .modify_alert("1002", json!({"status": "acknowledged"}));
+    setup
+        .model
+        .modify_alert("1003", json!({"status": "acknowledged"}));
     setup.clock.advance_ms(60_000);
     setup.cycle().await;
     setup.clock.advance_ms(60_000);
     setup.cycle().await;
 
     let delivered = setup.delivered();
-    let new: Vec<_> = delivered[before..].iter().map(|(id, _, _)| id.as_str()).collect();
+    let new: Vec<_> = delivered[before..]
+        .iter()
+        .map(|(id, _, _)| id.as_str())
+        .collect();
     let case = format!("skew {skew}s, {since:?}: {new:?}");
     assert_eq!(new.len(), 3, "{case}");
     for id in ["1001", "1002", "1003"] {
-        assert_eq!(new.iter().filter(|got| **got == id).count(), 1, "{id}, {case}");
+        assert_eq!(
+            new.iter().filter(|got| **got == id).count(),
+            1,
+            "{id}, {case}"
+        );
     }
-    let refetched = setup.forwarder.store.counter("overlap_refetches").expect("counter");
+    let refetched = setup
+        .forwarder
+        .store
+        .counter("overlap_refetches")
+        .expect("counter");
     assert!(refetched <= 2, "refetches {refetched}, {case}");
 }
 
@@ -128,6 +149,10 @@ async fn skewed_clocks_miss_and_repeat_nothing() {
     }
 }
 
+/// One state of an alert, `(modified, status)`, and whether a poll came
+/// while it was the current state.
+type Observed = ((i64, String), bool);
+
 async fn random_case(skew: i64, since: Since, seed: u64) {
     let setup = setup(skew, since);
     let ids: Vec<String> = (2001..2021).map(|n| n.to_string()).collect();
@@ -136,7 +161,7 @@ async fn random_case(skew: i64, since: Since, seed: u64) {
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     // Per alert: the states it has had, and whether a poll saw each.
-    let mut history: BTreeMap<String, Vec<((i64, String), bool)>> = BTreeMap::new();
+    let mut history: BTreeMap<String, Vec<Observed>> = BTreeMap::new();
     setup.cycle().await;
     for step in 0..600 {
         setup.clock.advance_ms(rng.random_range(0..8_000));
@@ -147,7 +172,10 @@ async fn random_case(skew: i64, since: Since, seed: u64) {
             let modified = setup.model.alert(id).expect("alert")["modified"]
                 .as_i64()
                 .expect("modified");
-            history.entry(id.clone()).or_default().push(((modified, status), false));
+            history
+                .entry(id.clone())
+                .or_default()
+                .push(((modified, status), false));
         }
         if rng.random_bool(0.3) {
             setup.cycle().await;
@@ -171,7 +199,10 @@ async fn random_case(skew: i64, since: Since, seed: u64) {
     let mut seen = BTreeSet::new();
     for (id, modified, status) in &delivered {
         let fresh = seen.insert((id.clone(), *modified, status.clone()));
-        assert!(fresh, "{id} at {modified} ({status}) delivered twice, {case}");
+        assert!(
+            fresh,
+            "{id} at {modified} ({status}) delivered twice, {case}"
+        );
     }
     for (id, states) in &history {
         for ((modified, status), polled) in states {

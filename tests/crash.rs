@@ -40,7 +40,10 @@ async fn wait_for_outbox(path: &std::path::Path, count: i64) {
         if len >= count {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "outbox has {len} of {count}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox has {len} of {count}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

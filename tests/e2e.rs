@@ -60,10 +60,22 @@ fn assert_matches_record(message: &str, model: &Model) {
     let text = |name: &str| record[name].as_str().map(str::to_owned);
     let millis = |name: &str| record[name].as_i64().map(|s| (s * 1000).to_string());
     assert_eq!(fields.get("rt").cloned(), millis("modified"), "rt of {id}");
-    assert_eq!(fields.get("start").cloned(), millis("created"), "start of {id}");
+    assert_eq!(
+        fields.get("start").cloned(),
+        millis("created"),
+        "start of {id}"
+    );
     assert_eq!(fields.get("cat").cloned(), text("category"), "cat of {id}");
-    assert_eq!(fields.get("msg").cloned(), text("category_detail"), "msg of {id}");
-    assert_eq!(fields.get("outcome").cloned(), text("resolution"), "outcome of {id}");
+    assert_eq!(
+        fields.get("msg").cloned(),
+        text("category_detail"),
+        "msg of {id}"
+    );
+    assert_eq!(
+        fields.get("outcome").cloned(),
+        text("resolution"),
+        "outcome of {id}"
+    );
     let mac = text("device_id").map(|m| m.trim().to_uppercase());
     assert_eq!(fields.get("dmac").cloned(), mac, "dmac of {id}");
     assert!(
@@ -127,16 +139,26 @@ async fn hostile_values_come_out_escaped_and_parse_back() {
         let hostile: Vec<&String> = messages.iter().filter(|m| m.contains("777001")).collect();
         assert_eq!(hostile.len(), 1, "one message for the event: {messages:#?}");
         let message = hostile[0];
-        assert!(!message.contains('\n') && !message.contains('\r'), "{message:?}");
+        assert!(
+            !message.contains('\n') && !message.contains('\r'),
+            "{message:?}"
+        );
         let fields = cef_fields(message);
         for key in ["cat", "msg", "outcome"] {
             assert_eq!(fields.get(key).map(String::as_str), Some(HOSTILE), "{key}");
         }
         let labelled: BTreeMap<_, _> = labelled_fields(&fields);
         for label in ["status", "priority"] {
-            assert_eq!(labelled.get(label).map(String::as_str), Some(HOSTILE), "{label}");
+            assert_eq!(
+                labelled.get(label).map(String::as_str),
+                Some(HOSTILE),
+                "{label}"
+            );
         }
-        assert_eq!(fields.get("dmac").map(String::as_str), Some("00:40:17:6C:00:00"));
+        assert_eq!(
+            fields.get("dmac").map(String::as_str),
+            Some("00:40:17:6C:00:00")
+        );
         let record = iotsecure_forwarder::format::parse_cef(
             &message[message.find("CEF:0|").expect("CEF")..],
         )
@@ -184,7 +206,10 @@ async fn stopped_midway_resumes_without_listing_again() {
     let (api, _sim) = common::serve(&model).await;
     let mut outputs = Outputs::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = format!("[alerts]\nmax_details_per_cycle = 3\n\n{}", outputs.config());
+    let config = format!(
+        "[alerts]\nmax_details_per_cycle = 3\n\n{}",
+        outputs.config()
+    );
     let first = common::over_http(dir.path(), api, &config);
     first.alert_source().cycle().await.expect("first cycle");
     assert_eq!(first.store.pending_count("alerts").expect("pending"), 4);
@@ -195,7 +220,11 @@ async fn stopped_midway_resumes_without_listing_again() {
     second.once().await.expect("once succeeds");
 
     let after = model.raw_queries();
-    assert!(after[before].contains("action=getAlert"), "{:?}", &after[before..]);
+    assert!(
+        after[before].contains("action=getAlert"),
+        "{:?}",
+        &after[before..]
+    );
     let messages = outputs.take_all(RECENT_ALERTS).await;
     for received in messages {
         let mut ids: Vec<String> = received

@@ -98,7 +98,10 @@ async fn wait_until_ready(rsyslog: &Rsyslog, udp: u16) {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !lines(&rsyslog.out).iter().any(|l| l.contains("probe")) {
-        assert!(tokio::time::Instant::now() < deadline, "rsyslogd never became ready");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rsyslogd never became ready"
+        );
         let _ = socket.send_to(b"<13>1 - probe-host probe - - - probe", ("127.0.0.1", udp));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -114,7 +117,11 @@ async fn wait_for_lines(path: &Path, count: usize) -> Vec<String> {
         if got.len() >= count {
             return got;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{} of {count} lines: {got:#?}", got.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} lines: {got:#?}",
+            got.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -167,7 +174,10 @@ async fn rsyslog_parses_what_we_send() {
         let fields = common::cef_fields(msg);
         let id = &fields["externalId"];
         let record = model.alert(id).expect("known alert");
-        assert_eq!(fields.get("cat").map(String::as_str), record["category"].as_str());
+        assert_eq!(
+            fields.get("cat").map(String::as_str),
+            record["category"].as_str()
+        );
     }
     let hostile = got.iter().filter(|l| l.contains("777002")).count();
     assert_eq!(hostile, 3, "one line per output for the hostile alert");

@@ -79,7 +79,10 @@ impl Receiver {
             match tokio::time::timeout_at(deadline, self.messages.recv()).await {
                 Ok(Some(message)) => got.push(message.raw),
                 Ok(None) => break,
-                Err(_) => panic!("{} of {count} messages within {limit:?}: {got:#?}", got.len()),
+                Err(_) => panic!(
+                    "{} of {count} messages within {limit:?}: {got:#?}",
+                    got.len()
+                ),
             }
         }
         got
