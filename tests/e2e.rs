@@ -148,7 +148,7 @@ async fn hostile_values_come_out_escaped_and_parse_back() {
             assert_eq!(fields.get(key).map(String::as_str), Some(HOSTILE), "{key}");
         }
         let labelled: BTreeMap<_, _> = labelled_fields(&fields);
-        for label in ["status", "priority"] {
+        for label in ["status", "priority", "port"] {
             assert_eq!(
                 labelled.get(label).map(String::as_str),
                 Some(HOSTILE),
@@ -235,4 +235,46 @@ async fn stopped_midway_resumes_without_listing_again() {
         ids.dedup();
         assert_eq!(ids.len(), RECENT_ALERTS, "{ids:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_that_is_down_holds_back_only_itself() {
+    let model = common::quiet_model(Clock::system(), Since::After);
+    let (api, _sim) = common::serve(&model).await;
+    let mut up = receiver(Protocol::Tcp).await;
+    let down_addr = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        socket.local_addr().expect("address")
+    };
+    let config = [
+        output("up", up.addr, "tcp", "lf"),
+        output("down", down_addr, "tcp", "octet-counting"),
+    ]
+    .join("\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let forwarder = std::sync::Arc::new(common::over_http(dir.path(), api, &config));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = {
+        let (forwarder, shutdown) = (forwarder.clone(), shutdown.clone());
+        tokio::spawn(async move { forwarder.run(shutdown).await })
+    };
+
+    let first = up.take(RECENT_ALERTS, WAIT).await;
+    assert_eq!(first.len(), RECENT_ALERTS);
+    assert_eq!(
+        forwarder.store.outbox_depth("down").expect("depth"),
+        RECENT_ALERTS as i64
+    );
+
+    let mut late = common::receiver_at(Protocol::Tcp, down_addr).await;
+    let caught_up = late.take(RECENT_ALERTS, WAIT).await;
+    assert_eq!(caught_up.len(), RECENT_ALERTS);
+    shutdown.cancel();
+    running.await.expect("joins").expect("run ends cleanly");
+    assert_eq!(
+        forwarder.store.outbox_len().expect("len"),
+        0,
+        "delivered rows leave"
+    );
+    assert!(up.drain(Duration::from_millis(200)).await.is_empty());
 }

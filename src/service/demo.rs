@@ -25,9 +25,13 @@ const DEMO_ALERT_RATE: f64 = 720.0;
 pub async fn run(shutdown: CancellationToken) -> anyhow::Result<()> {
     let folder = tempfile::tempdir().context("cannot create a temporary folder")?;
     let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let api = start_simulator(loopback, &shutdown).await?;
+    // The simulator and the receiver outlive the forwarder, so that it
+    // can deliver what it holds when asked to stop.
+    let helpers = CancellationToken::new();
+    let _stop_helpers = helpers.clone().drop_guard();
+    let api = start_simulator(loopback, &helpers).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = listen::spawn(Protocol::Tcp, loopback, tx, shutdown.clone())
+    let receiver = listen::spawn(Protocol::Tcp, loopback, tx, helpers.clone())
         .await
         .context("cannot start the syslog receiver")?;
     eprintln!(
@@ -57,6 +61,9 @@ pub async fn run(shutdown: CancellationToken) -> anyhow::Result<()> {
         }
     }
     forwarding.await.context("the forwarder task failed")??;
+    while let Ok(message) = rx.try_recv() {
+        let _ = writeln!(stdout, "{}", listen::render(&message.raw));
+    }
     Ok(())
 }
 
