@@ -20,7 +20,7 @@ const START_MS: i64 = 1_796_385_600_000;
 const SKEWS_S: [i64; 3] = [0, 300, -300];
 const MODES: [Since; 2] = [Since::After, Since::AtOrAfter];
 
-const CONFIG: &str = "[alerts]\npoll_interval = \"60s\"\n\n\
+const CONFIG: &str = "[alerts]\nmin_poll_interval = \"60s\"\n\n\
     [[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
 
 struct Setup {

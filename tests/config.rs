@@ -14,7 +14,7 @@ fn example_config_is_valid() {
         .expect("the example config validates");
     assert_eq!(settings.outputs.len(), 1);
     assert_eq!(settings.quota.daily_limit, 5_000);
-    assert_eq!(settings.alerts.poll_interval.as_secs(), 60);
+    assert_eq!(settings.alerts.min_poll_interval.as_secs(), 10);
 }
 
 #[test]
@@ -63,11 +63,12 @@ const OUTPUT: &str = "[[output]]\nname = \"a\"\naddress = \"127.0.0.1:514\"\npro
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let text = format!("[alerts]\npoll_interval = \"30s\"\npoll_intervall = \"5s\"\n{OUTPUT}");
+    let text =
+        format!("[alerts]\nmin_poll_interval = \"30s\"\nmin_poll_intervall = \"5s\"\n{OUTPUT}");
     let (code, stderr) = check_config(&text);
     assert_eq!(code, 78, "{stderr}");
     assert!(stderr.contains("bad.toml:3:1"), "{stderr}");
-    assert!(stderr.contains("alerts.poll_intervall"), "{stderr}");
+    assert!(stderr.contains("alerts.min_poll_intervall"), "{stderr}");
     assert!(stderr.contains("unknown field"), "{stderr}");
 }
 

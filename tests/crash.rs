@@ -57,7 +57,7 @@ async fn killed_between_fetch_and_delivery_loses_and_repeats_nothing() {
     let siem = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
     let extra = format!(
-        "[alerts]\npoll_interval = \"1s\"\n\n{}",
+        "[alerts]\nmin_poll_interval = \"1s\"\n\n{}",
         common::output("siem", siem, "tcp", "lf")
     );
     common::settings(dir.path(), &format!("http://{api}/"), &extra);

@@ -1,22 +1,41 @@
-//! The daily request budget: a ledger of requests per UTC day, kept in
-//! the state database so no restart resets it, and a transport wrapper
-//! that counts each request before it is sent (the server counts
-//! attempts, failed ones included) and refuses it when the day is spent.
+//! The daily request budget.
+//!
+//! The ledger counts requests per UTC day in the state database, before
+//! each request is sent (the server counts attempts, failed ones too),
+//! so no restart resets it. [`Budgeted`] wraps a transport and refuses a
+//! request when the day has no room under `daily_limit - reserve`, or
+//! was closed by a "limit reached" reply. [`Pacer`] spreads what is left
+//! over what is left of the day.
+//!
+//! Days follow the server's clock: every reply's `Date` header updates
+//! the estimated offset between the two clocks, so a forwarder whose
+//! clock is a few minutes off still turns the day when the API does.
+
+mod pacer;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{Duration as ChronoDuration, NaiveTime};
 
-use crate::api::{ApiError, Call, Reply, Transport, failure_of};
+use crate::api::{ApiError, ApiKeyInfo, Call, Reply, Transport, failure_of};
 use crate::clock::Clock;
 use crate::config::QuotaSettings;
 use crate::state::{LedgerDay, StateError, Store};
+
+pub use pacer::{Pacer, Permit};
+
+/// Longest random delay added after 00:00 UTC before a closed day
+/// reopens, so that tools sharing a key do not all call at once.
+const REOPEN_JITTER_MS: i64 = 120_000;
 
 /// The ledger and its limits.
 pub struct Budget {
     store: Arc<Store>,
     clock: Clock,
     quota: QuotaSettings,
+    /// Server time minus local time, from the last `Date` header.
+    server_offset_ms: AtomicI64,
 }
 
 impl Budget {
@@ -25,6 +44,7 @@ impl Budget {
             store,
             clock,
             quota,
+            server_offset_ms: AtomicI64::new(0),
         }
     }
 
@@ -32,48 +52,87 @@ impl Budget {
         &self.quota
     }
 
-    /// Today's UTC date as the ledger keys it, `YYYY-MM-DD`.
+    /// The current time on the server's clock, as far as it is known.
+    pub fn server_now_ms(&self) -> i64 {
+        self.clock.now_ms() + self.server_offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Today's UTC date on the server's clock, `YYYY-MM-DD`.
     pub fn today(&self) -> String {
-        day_of(self.clock.now_ms())
+        day_of(self.server_now_ms())
     }
 
-    /// Counts one request for `action`, or refuses it when today's
-    /// ledger has no room under `daily_limit - reserve` or the day was
-    /// closed by a "limit reached" reply.
-    pub fn take(&self, action: &'static str) -> Result<i64, ApiError> {
-        let today = self.today();
-        let spent = |used| ApiError::BudgetSpent {
-            action,
-            used,
-            allowed: self.quota.allowed(),
+    /// Requests per day this forwarder may spend: the smaller of the
+    /// configured and the server's limit, less the reserve.
+    pub fn allowed(&self, day: &LedgerDay) -> i64 {
+        let limit = match day.server_limit {
+            Some(server) if server > 0 => server.min(self.quota.daily_limit),
+            _ => self.quota.daily_limit,
         };
-        let day = self
-            .store
-            .ledger_day(&today)
-            .map_err(|e| ledger_error(action, &e))?;
-        if day
-            .closed_until_ms
-            .is_some_and(|until| until > self.clock.now_ms())
-        {
-            return Err(spent(day.used.max(day.org_used.unwrap_or(0))));
-        }
-        match self.store.ledger_take(&today, self.quota.allowed()) {
-            Ok(Some(used)) => Ok(used),
-            Ok(None) => Err(spent(day.used.max(day.org_used.unwrap_or(0)))),
-            Err(error) => Err(ledger_error(action, &error)),
-        }
-    }
-
-    /// Closes today until the next 00:00 UTC, after the server said the
-    /// organization's limit is reached.
-    pub fn close_day(&self) -> Result<i64, StateError> {
-        let until = next_day_start_ms(self.clock.now_ms());
-        self.store.ledger_close(&self.today(), until)?;
-        Ok(until)
+        (limit - self.quota.reserve).max(0)
     }
 
     pub fn ledger(&self) -> Result<LedgerDay, StateError> {
         self.store.ledger_day(&self.today())
+    }
+
+    /// Counts one request for `action`, or refuses it when today's
+    /// ledger has no room or the day was closed.
+    pub fn take(&self, action: &'static str) -> Result<LedgerDay, ApiError> {
+        let today = self.today();
+        let day = self
+            .store
+            .ledger_day(&today)
+            .map_err(|e| ledger_error(action, &e))?;
+        let allowed = self.allowed(&day);
+        let spent = ApiError::BudgetSpent {
+            action,
+            used: day.effective_used(),
+            allowed,
+        };
+        if self.is_closed(&day) {
+            return Err(spent);
+        }
+        match self.store.ledger_take(&today, allowed, self.clock.now_ms()) {
+            Ok(Some(day)) => Ok(day),
+            Ok(None) => Err(spent),
+            Err(error) => Err(ledger_error(action, &error)),
+        }
+    }
+
+    /// Whether `day` was closed by a "limit reached" reply and has not
+    /// reopened yet.
+    pub fn is_closed(&self, day: &LedgerDay) -> bool {
+        day.closed_until_ms
+            .is_some_and(|until| until > self.server_now_ms())
+    }
+
+    /// Closes today until the next 00:00 UTC plus a little jitter, after
+    /// the server said the organization's limit is reached. Returns when
+    /// polling resumes, on the local clock.
+    pub fn close_day(&self) -> Result<i64, StateError> {
+        let jitter = rand::random_range(0..REOPEN_JITTER_MS);
+        let until = next_day_start_ms(self.server_now_ms()) + jitter;
+        self.store.ledger_close(&self.today(), until)?;
+        Ok(until - self.server_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Records what `getAPIKey` returned: the organization's count today,
+    /// which includes other tools, and its limit.
+    pub fn record_sync(&self, info: &ApiKeyInfo) -> Result<(), StateError> {
+        let Some(requests) = info.requests else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        self.store
+            .ledger_sync(&self.today(), requests, info.request_limit, now)
+    }
+
+    fn note_server_time(&self, reply: &Reply) {
+        if let Some(time) = reply.server_time {
+            let offset = time.timestamp_millis() - self.clock.now_ms();
+            self.server_offset_ms.store(offset, Ordering::Relaxed);
+        }
     }
 }
 
@@ -89,6 +148,12 @@ pub fn day_of(ms: i64) -> String {
     crate::clock::datetime_from_ms(ms)
         .format("%Y-%m-%d")
         .to_string()
+}
+
+/// Epoch milliseconds of the 00:00 UTC at or before `ms`.
+pub fn day_start_ms(ms: i64) -> i64 {
+    let date = crate::clock::datetime_from_ms(ms).date_naive();
+    date.and_time(NaiveTime::MIN).and_utc().timestamp_millis()
 }
 
 /// Epoch milliseconds of the 00:00 UTC that follows `ms`.
@@ -117,12 +182,14 @@ impl<T: Transport> Transport for Budgeted<T> {
     async fn send(&self, call: &Call) -> Result<Reply, ApiError> {
         self.budget.take(call.action)?;
         let reply = self.inner.send(call).await?;
+        self.budget.note_server_time(&reply);
         if says_limit_reached(call.action, &reply) {
             match self.budget.close_day() {
                 Ok(until) => tracing::warn!(
                     action = call.action,
                     resumes_at = %crate::clock::datetime_from_ms(until),
-                    "the API says the daily limit is reached; polling stops until the next UTC day"
+                    "the API says the organization's daily limit is reached; \
+                     polling stops until then and pending work is kept"
                 ),
                 Err(error) => tracing::error!(%error, "cannot record the closed day"),
             }
@@ -152,6 +219,7 @@ mod tests {
         let ms = 1_796_398_200_000;
         assert_eq!(day_of(ms), "2026-12-04");
         assert_eq!(next_day_start_ms(ms), 1_796_428_800_000);
+        assert_eq!(day_start_ms(ms), 1_796_342_400_000);
         assert_eq!(day_of(next_day_start_ms(ms)), "2026-12-05");
     }
 }

@@ -8,7 +8,7 @@ pub struct ConfigError {
     pub path: PathBuf,
     /// 1-based line and column, when the error has a place in the file.
     pub position: Option<(usize, usize)>,
-    /// Dotted key, such as `alerts.poll_interval` or `output[1].address`.
+    /// Dotted key, such as `alerts.min_poll_interval` or `output[1].address`.
     pub key: Option<String>,
     pub message: String,
 }

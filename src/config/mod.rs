@@ -47,6 +47,9 @@ pub struct QuotaSettings {
     pub daily_limit: i64,
     /// Part of `daily_limit` left for other tools.
     pub reserve: i64,
+    pub sync: bool,
+    pub sync_interval: Duration,
+    pub burst_window: Duration,
 }
 
 impl QuotaSettings {
@@ -66,7 +69,7 @@ pub struct StateSettings {
 #[derive(Clone, Debug)]
 pub struct AlertSettings {
     pub enabled: bool,
-    pub poll_interval: Duration,
+    pub min_poll_interval: Duration,
     pub start_from: Duration,
     pub overlap: Duration,
     pub clock_skew: Duration,

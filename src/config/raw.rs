@@ -66,6 +66,14 @@ pub struct RawQuota {
     pub daily_limit: Option<i64>,
     /// Requests per day left for other tools; never spent.
     pub reserve: i64,
+    /// Reads the organization's count and limit with `getAPIKey`; on by
+    /// default except on the demo licence, whose 5 requests are too few.
+    pub sync: Option<bool>,
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    /// The requests of this much time may go at once after a quiet spell.
+    #[serde(with = "humantime_serde")]
+    pub burst: Duration,
 }
 
 impl Default for RawQuota {
@@ -74,6 +82,9 @@ impl Default for RawQuota {
             license: License::Enterprise,
             daily_limit: None,
             reserve: 0,
+            sync: None,
+            sync_interval: Duration::from_secs(6 * 3600),
+            burst: Duration::from_secs(3600),
         }
     }
 }
@@ -103,8 +114,9 @@ impl Default for RawState {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAlerts {
     pub enabled: bool,
+    /// Shortest time between two list calls, however much budget is left.
     #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
+    pub min_poll_interval: Duration,
     /// How far back the first start reaches.
     #[serde(with = "humantime_serde")]
     pub start_from: Duration,
@@ -122,7 +134,7 @@ impl Default for RawAlerts {
     fn default() -> Self {
         RawAlerts {
             enabled: true,
-            poll_interval: Duration::from_secs(60),
+            min_poll_interval: Duration::from_secs(10),
             start_from: Duration::from_secs(86_400),
             overlap: Duration::from_secs(2),
             clock_skew: Duration::from_secs(600),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::api::License;
+
 use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput};
 use super::{AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings};
 use crate::format::{FormatSettings, SyslogHeader};
@@ -105,16 +107,25 @@ fn quota(check: &Check, raw: super::raw::RawQuota) -> Result<QuotaSettings, Conf
             ),
         ));
     }
+    if raw.sync_interval < Duration::from_secs(600) {
+        return Err(check.fail(
+            "quota.sync_interval",
+            "must be at least 10m: each sync spends a request".to_owned(),
+        ));
+    }
     Ok(QuotaSettings {
         license: raw.license,
         daily_limit,
         reserve: raw.reserve,
+        sync: raw.sync.unwrap_or(raw.license != License::Demo),
+        sync_interval: raw.sync_interval,
+        burst_window: raw.burst,
     })
 }
 
 fn alerts(check: &Check, raw: super::raw::RawAlerts) -> Result<AlertSettings, ConfigError> {
-    if raw.poll_interval < Duration::from_secs(1) {
-        return Err(check.fail("alerts.poll_interval", "must be at least 1s".to_owned()));
+    if raw.min_poll_interval < Duration::from_secs(1) {
+        return Err(check.fail("alerts.min_poll_interval", "must be at least 1s".to_owned()));
     }
     if raw.overlap > Duration::from_secs(3600) {
         return Err(check.fail("alerts.overlap", "must be at most 1h".to_owned()));
@@ -127,7 +138,7 @@ fn alerts(check: &Check, raw: super::raw::RawAlerts) -> Result<AlertSettings, Co
     }
     Ok(AlertSettings {
         enabled: raw.enabled,
-        poll_interval: raw.poll_interval,
+        min_poll_interval: raw.min_poll_interval,
         start_from: raw.start_from,
         overlap: raw.overlap,
         clock_skew: raw.clock_skew,

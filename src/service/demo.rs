@@ -106,7 +106,7 @@ api_key_file = "api-key"
 path = "state.db"
 
 [alerts]
-poll_interval = "2s"
+min_poll_interval = "2s"
 
 [format]
 hostname = "iotsecure-demo"

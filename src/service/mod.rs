@@ -4,6 +4,7 @@
 
 mod delivery;
 pub mod demo;
+mod scheduler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, ApiKey, Client, ErrorKind, HttpSettings, HttpTransport, Transport};
+use crate::api::{ApiError, ApiKey, Client, HttpSettings, HttpTransport, Transport};
 use crate::budget::{Budget, Budgeted};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -139,7 +140,7 @@ impl<T: Transport> Forwarder<T> {
         let tasks = self.spawn_deliveries(&drain, &abort);
         self.log_state()?;
         tracing::info!("ready");
-        self.poll_loop(&shutdown).await;
+        scheduler::Scheduler::new(self).run(&shutdown).await;
         tracing::info!("stopping: polling ended, delivering what is stored");
         drain.cancel();
         let guard = abort.clone();
@@ -189,102 +190,6 @@ impl<T: Transport> Forwarder<T> {
             "state opened");
         Ok(())
     }
-
-    async fn poll_loop(&self, shutdown: &CancellationToken) {
-        let source = self.alert_source();
-        let mut backoff = Backoff::default();
-        let mut closed_day: Option<String> = None;
-        while !shutdown.is_cancelled() {
-            let wait = if self.outbox_full() {
-                self.settings.alerts.poll_interval
-            } else {
-                match source.cycle().await {
-                    Ok(report) => {
-                        backoff = Backoff::default();
-                        self.after_cycle(&report);
-                        self.settings.alerts.poll_interval
-                    }
-                    Err(error) => self.after_failure(&error, &mut backoff, &mut closed_day),
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = shutdown.cancelled() => {}
-            }
-        }
-    }
-
-    fn outbox_full(&self) -> bool {
-        match self.store.outbox_len() {
-            Ok(len) if len as u64 >= self.settings.state.outbox_max_events => {
-                tracing::warn!(
-                    outbox = len,
-                    "outbox full; polling paused until outputs catch up"
-                );
-                true
-            }
-            Ok(_) => false,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the outbox size");
-                true
-            }
-        }
-    }
-
-    fn after_cycle(&self, report: &crate::source::CycleReport) {
-        if report.stored > 0 {
-            self.wake.notify_waiters();
-        }
-        let used = self.budget.ledger().map(|day| day.used).unwrap_or(-1);
-        tracing::info!(
-            requests = report.requests,
-            listed = report.listed,
-            stored = report.stored,
-            duplicates = report.duplicates,
-            requests_today = used,
-            "poll cycle"
-        );
-    }
-
-    fn after_failure(
-        &self,
-        error: &SourceError,
-        backoff: &mut Backoff,
-        closed_day: &mut Option<String>,
-    ) -> Duration {
-        // Anything stored before the failure can go out now.
-        self.wake.notify_waiters();
-        let kind = match error {
-            SourceError::Api(error) => error.kind(),
-            SourceError::State(_) => ErrorKind::Transient,
-        };
-        match kind {
-            ErrorKind::DayClosed => {
-                let today = self.budget.today();
-                if closed_day.as_deref() != Some(today.as_str()) {
-                    tracing::warn!(%error, "no requests left today; pending work is kept");
-                    *closed_day = Some(today);
-                }
-                self.settings.alerts.poll_interval
-            }
-            ErrorKind::InvalidKey => {
-                let wait = backoff.next(Duration::from_secs(60), Duration::from_secs(3600));
-                tracing::error!(%error, retry_in_s = wait.as_secs(), "API key rejected");
-                wait
-            }
-            ErrorKind::Transient | ErrorKind::Permanent => {
-                let wait = backoff.next(
-                    Duration::from_secs(5),
-                    self.settings
-                        .alerts
-                        .poll_interval
-                        .max(Duration::from_secs(300)),
-                );
-                tracing::warn!(%error, retry_in_s = wait.as_secs(), "poll cycle failed");
-                wait
-            }
-        }
-    }
 }
 
 async fn join_deliveries(
@@ -305,21 +210,4 @@ async fn join_deliveries(
         }
     }
     outcome
-}
-
-/// Doubling delay with jitter, reset after a success.
-#[derive(Default)]
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next(&mut self, initial: Duration, max: Duration) -> Duration {
-        let factor = 2u32.saturating_pow(self.attempt.min(20));
-        self.attempt += 1;
-        let base = initial.saturating_mul(factor).min(max);
-        // Up to a quarter less, so restarted forwarders spread out.
-        let jitter = rand::random_range(0.75..=1.0);
-        base.mul_f64(jitter)
-    }
 }

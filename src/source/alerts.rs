@@ -72,7 +72,9 @@ impl<T: Transport> AlertSource<T> {
         Ok(report)
     }
 
-    async fn list(&self, report: &mut CycleReport) -> Result<(), SourceError> {
+    /// Lists alerts modified since the cursor and stores their ids as
+    /// pending, with the new cursor.
+    pub async fn list(&self, report: &mut CycleReport) -> Result<(), SourceError> {
         let since = match self.store.cursor(SOURCE)? {
             Some(cursor) => cursor,
             None => self.clock.now_secs() - secs(self.settings.start_from),
@@ -106,7 +108,7 @@ impl<T: Transport> AlertSource<T> {
 
     /// Fetches up to `limit` pending alerts and returns how many it
     /// asked for.
-    async fn fetch_pending(
+    pub async fn fetch_pending(
         &self,
         limit: usize,
         report: &mut CycleReport,

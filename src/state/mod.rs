@@ -6,6 +6,7 @@
 //! `synchronous=FULL`: a committed step survives power loss, and
 //! `status` can read while the daemon writes.
 
+mod ledger;
 mod schema;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::event::Event;
 
+pub use ledger::LedgerDay;
 pub use schema::VERSION as SCHEMA_VERSION;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,17 +49,6 @@ pub enum Stored {
     New,
     /// Its dedup key was already known: delivered before.
     Duplicate,
-}
-
-/// One day's line of the request ledger.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LedgerDay {
-    pub day: String,
-    pub used: i64,
-    /// The organization's count from the last `getAPIKey`.
-    pub org_used: Option<i64>,
-    pub synced_ms: Option<i64>,
-    pub closed_until_ms: Option<i64>,
 }
 
 pub struct Store {
@@ -150,9 +141,10 @@ impl Store {
             }
         }
         tx.execute(
-            "INSERT INTO cursor (source, value) VALUES (?1, ?2)
-             ON CONFLICT (source) DO UPDATE SET value = excluded.value",
-            params![source, cursor],
+            "INSERT INTO cursor (source, value, listed_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source) DO UPDATE
+             SET value = excluded.value, listed_ms = excluded.listed_ms",
+            params![source, cursor, now_ms],
         )?;
         tx.commit()?;
         Ok(added)
@@ -348,72 +340,6 @@ impl Store {
             })
             .optional()?;
         Ok(value.unwrap_or(0))
-    }
-
-    /// Counts one request for `day` if fewer than `allowed` were counted,
-    /// in one statement, so two callers cannot both take the last one.
-    /// Returns the new count, or `None` when the day is spent.
-    pub fn ledger_take(&self, day: &str, allowed: i64) -> Result<Option<i64>, StateError> {
-        let conn = self.conn();
-        conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;
-        let changed = conn.execute(
-            "UPDATE ledger SET used = used + 1
-             WHERE day = ?1 AND MAX(used, COALESCE(org_used, 0)) < ?2",
-            params![day, allowed],
-        )?;
-        if changed == 0 {
-            return Ok(None);
-        }
-        let used = conn.query_row("SELECT used FROM ledger WHERE day = ?1", [day], |row| {
-            row.get(0)
-        })?;
-        Ok(Some(used))
-    }
-
-    pub fn ledger_day(&self, day: &str) -> Result<LedgerDay, StateError> {
-        let conn = self.conn();
-        let row = conn
-            .query_row(
-                "SELECT used, org_used, synced_ms, closed_until_ms FROM ledger WHERE day = ?1",
-                [day],
-                |row| {
-                    Ok(LedgerDay {
-                        day: day.to_owned(),
-                        used: row.get(0)?,
-                        org_used: row.get(1)?,
-                        synced_ms: row.get(2)?,
-                        closed_until_ms: row.get(3)?,
-                    })
-                },
-            )
-            .optional()?;
-        Ok(row.unwrap_or_else(|| LedgerDay {
-            day: day.to_owned(),
-            ..LedgerDay::default()
-        }))
-    }
-
-    /// Records the organization's request count from `getAPIKey`.
-    pub fn ledger_sync(&self, day: &str, org_used: i64, now_ms: i64) -> Result<(), StateError> {
-        let conn = self.conn();
-        conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;
-        conn.execute(
-            "UPDATE ledger SET org_used = ?2, synced_ms = ?3 WHERE day = ?1",
-            params![day, org_used, now_ms],
-        )?;
-        Ok(())
-    }
-
-    /// Closes `day` until `until_ms`, after the server said the limit
-    /// was reached.
-    pub fn ledger_close(&self, day: &str, until_ms: i64) -> Result<(), StateError> {
-        let conn = self.conn();
-        conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;
-        conn.execute(
-            "UPDATE ledger SET closed_until_ms = ?2 WHERE day = ?1",
-            params![day, until_ms],
-        )?;
-        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@ const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     "CREATE TABLE cursor (
         source TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
+        value INTEGER NOT NULL,
+        listed_ms INTEGER
     );
     CREATE TABLE pending (
         source TEXT NOT NULL,
@@ -38,8 +39,11 @@ const MIGRATIONS: &[&str] = &[
         day TEXT PRIMARY KEY,
         used INTEGER NOT NULL DEFAULT 0,
         org_used INTEGER,
+        used_at_sync INTEGER NOT NULL DEFAULT 0,
+        server_limit INTEGER,
         synced_ms INTEGER,
-        closed_until_ms INTEGER
+        closed_until_ms INTEGER,
+        last_request_ms INTEGER
     );
     CREATE TABLE counter (
         name TEXT PRIMARY KEY,

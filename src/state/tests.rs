@@ -105,19 +105,29 @@ fn removed_output_stops_holding_rows() {
 #[test]
 fn ledger_stops_at_the_allowed_count() {
     let (_dir, store) = temp_store();
+    let used = |taken: Option<LedgerDay>| taken.map(|day| day.used);
     for expected in 1..=3 {
-        let taken = store.ledger_take("2026-12-04", 3).expect("take");
-        assert_eq!(taken, Some(expected));
+        let taken = store.ledger_take("2026-12-04", 3, 0).expect("take");
+        assert_eq!(used(taken), Some(expected));
     }
-    assert_eq!(store.ledger_take("2026-12-04", 3).expect("take"), None);
-    assert_eq!(store.ledger_take("2026-12-05", 3).expect("take"), Some(1));
+    assert_eq!(store.ledger_take("2026-12-04", 3, 0).expect("take"), None);
+    let next_day = store.ledger_take("2026-12-05", 3, 0).expect("take");
+    assert_eq!(used(next_day), Some(1));
 }
 
 #[test]
 fn ledger_counts_the_organization_usage() {
     let (_dir, store) = temp_store();
-    store.ledger_sync("d", 5, 0).expect("sync");
-    assert_eq!(store.ledger_take("d", 5).expect("take"), None);
+    store.ledger_take("d", 10, 0).expect("take");
+    store.ledger_sync("d", 5, Some(10), 0).expect("sync");
+    // Five by every tool at the sync, then four more of ours: nine.
+    for _ in 0..4 {
+        assert!(store.ledger_take("d", 10, 0).expect("take").is_some());
+    }
+    let day = store.ledger_day("d").expect("day");
+    assert_eq!(day.effective_used(), 9);
+    assert!(store.ledger_take("d", 10, 0).expect("take").is_some());
+    assert_eq!(store.ledger_take("d", 10, 0).expect("take"), None);
 }
 
 #[test]

@@ -1,0 +1,326 @@
+//! Pacing: what is left of today's budget is spread evenly over what is
+//! left of the UTC day, with a burst allowance.
+//!
+//! The plan is a `governor` rate limiter whose period is the time left
+//! divided by the requests left. One hour's share of the day's requests
+//! (at least one) is held back for the day's last hour, so a burst in
+//! the morning never leaves the evening unpolled. The plan is rebuilt at
+//! each day turn, after each sync, and every hour, so requests a quiet
+//! morning did not spend raise the afternoon's rate. A rebuilt limiter
+//! gets credit only for the time since the last counted request, read
+//! from the ledger, so a restart never grants a fresh burst.
+//!
+//! governor waits on its own clock, which `tokio::time::pause` does not
+//! move, so the limiter reads the project's [`Clock`] and the caller
+//! sleeps with tokio.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::{Budget, day_start_ms, next_day_start_ms};
+use crate::clock::Clock;
+use crate::state::StateError;
+
+/// Time before 00:00 UTC by which the day's last planned request falls.
+const END_MARGIN_MS: i64 = 5 * 60_000;
+
+/// The day's last hour, which keeps a share of the requests.
+const TAIL_MS: i64 = 3_600_000;
+
+/// How often the plan is recomputed from the ledger.
+const REPLAN_MS: i64 = 3_600_000;
+
+/// The project's clock as governor reads it: time since the epoch.
+#[derive(Clone, Debug)]
+struct PacerClock(Clock);
+
+impl GovernorClock for PacerClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.now_ms()).unwrap_or(0))
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, PacerClock, NoOpMiddleware<Duration>>;
+
+/// Whether a request may go now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permit {
+    /// Go; a token was taken.
+    Go,
+    /// Ask again after this long.
+    Wait(Duration),
+}
+
+struct Plan {
+    /// What the plan was computed from: day, allowance, last sync, hour.
+    key: (String, i64, Option<i64>, i64),
+    limiter: Limiter,
+    period_ms: i64,
+    burst: u32,
+    built_ms: i64,
+    /// Tokens available when the plan was built.
+    credit: i64,
+    /// Tokens taken since.
+    taken: i64,
+}
+
+impl Plan {
+    /// Tokens available at `now`, as the limiter holds them.
+    fn available(&self, now: i64) -> i64 {
+        let earned = (now - self.built_ms).max(0) / self.period_ms;
+        (self.credit + earned - self.taken).clamp(0, i64::from(self.burst))
+    }
+}
+
+pub struct Pacer {
+    clock: Clock,
+    burst_window: Duration,
+    plan: Option<Plan>,
+}
+
+impl Pacer {
+    /// A pacer whose burst holds the requests of `burst_window`.
+    pub fn new(clock: Clock, burst_window: Duration) -> Self {
+        Pacer {
+            clock,
+            burst_window,
+            plan: None,
+        }
+    }
+
+    /// Takes a token when a request may go now under today's plan.
+    pub fn check(&mut self, budget: &Budget) -> Result<Permit, StateError> {
+        let day = budget.ledger()?;
+        let now = budget.server_now_ms();
+        if let Some(until) = day.closed_until_ms.filter(|until| *until > now) {
+            return Ok(Permit::Wait(millis(until - now)));
+        }
+        let remaining = budget.allowed(&day) - day.effective_used();
+        if remaining <= 0 {
+            // Ask again just after the day turns.
+            return Ok(Permit::Wait(millis(next_day_start_ms(now) - now + 1_000)));
+        }
+        let allowed = budget.allowed(&day);
+        let end = next_day_start_ms(now);
+        let tail_start = end - TAIL_MS;
+        let (horizon_end, planned) = if now < tail_start {
+            // Hold one hour's share back for the last hour.
+            let tail = ((allowed + 23) / 24).max(1);
+            (tail_start, remaining - tail)
+        } else {
+            (end - END_MARGIN_MS.min((end - now) / 2), remaining)
+        };
+        if planned <= 0 {
+            return Ok(Permit::Wait(millis(tail_start - now)));
+        }
+        let key = (day.day.clone(), allowed, day.synced_ms, now / REPLAN_MS);
+        if self.plan.as_ref().is_none_or(|plan| plan.key != key) {
+            let since = day.last_request_ms.unwrap_or(0).max(day_start_ms(now));
+            let period_ms = ((horizon_end - now) / planned).max(1);
+            self.plan = Some(self.build(key, now, period_ms, planned, since));
+        }
+        let Some(plan) = &self.plan else {
+            return Ok(Permit::Wait(Duration::from_secs(1)));
+        };
+        let checked = plan.limiter.check();
+        match checked {
+            Ok(()) => {
+                if let Some(plan) = &mut self.plan {
+                    plan.taken += 1;
+                }
+                Ok(Permit::Go)
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(PacerClock(self.clock.clone()).now());
+                Ok(Permit::Wait(wait.max(Duration::from_millis(1))))
+            }
+        }
+    }
+
+    /// Time between requests in the current plan.
+    pub fn period(&self) -> Option<Duration> {
+        self.plan.as_ref().map(|plan| millis(plan.period_ms))
+    }
+
+    /// Requests the current plan lets go at once after a quiet spell.
+    pub fn burst(&self) -> Option<u32> {
+        self.plan.as_ref().map(|plan| plan.burst)
+    }
+
+    fn build(
+        &self,
+        key: (String, i64, Option<i64>, i64),
+        now: i64,
+        period_ms: i64,
+        remaining: i64,
+        since: i64,
+    ) -> Plan {
+        let window = i64::try_from(self.burst_window.as_millis()).unwrap_or(i64::MAX);
+        let burst = (window / period_ms).clamp(1, remaining.min(i64::from(u32::MAX)));
+        let burst = u32::try_from(burst).unwrap_or(1);
+        // Unspent tokens carry over from the previous plan; a new process
+        // earns them only for the time since the last counted request.
+        let credit = match &self.plan {
+            Some(previous) => previous.available(now),
+            None => (now - since).max(0) / period_ms,
+        };
+        let credit = credit.min(i64::from(burst));
+        let limiter = limiter(period_ms, burst, &self.clock);
+        drain(&limiter, burst - u32::try_from(credit).unwrap_or(0));
+        tracing::debug!(period_ms, burst, credit, remaining, "pacing planned");
+        Plan {
+            key,
+            limiter,
+            period_ms,
+            burst,
+            built_ms: now,
+            credit,
+            taken: 0,
+        }
+    }
+}
+
+fn limiter(period_ms: i64, burst: u32, clock: &Clock) -> Limiter {
+    let period = millis(period_ms);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    RateLimiter::direct_with_clock(quota, PacerClock(clock.clone()))
+}
+
+/// Takes `count` tokens from a full limiter, leaving the credit.
+fn drain(limiter: &Limiter, count: u32) {
+    if let Some(count) = NonZeroU32::new(count) {
+        // The bucket is full and `count` is at most its size, so this
+        // cannot fail; the result carries nothing else.
+        let _ = limiter.check_n(count);
+    }
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::api::License;
+    use crate::config::QuotaSettings;
+    use crate::state::Store;
+
+    /// 2026-12-04T00:00:00Z.
+    const DAY_START: i64 = 1_796_342_400_000;
+
+    fn budget(clock: &Clock, limit: i64) -> (tempfile::TempDir, Budget) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Arc::new(Store::open(&dir.path().join("s.db")).expect("store"));
+        let quota = QuotaSettings {
+            license: License::Demo,
+            daily_limit: limit,
+            reserve: 0,
+            sync: false,
+            sync_interval: Duration::from_secs(21_600),
+            burst_window: Duration::from_secs(3_600),
+        };
+        (dir, Budget::new(store, clock.clone(), quota))
+    }
+
+    /// Spends every token the pacer grants over one day, stepping the
+    /// clock to each wait, and returns the request times.
+    fn spend_day(clock: &Clock, budget: &Budget, pacer: &mut Pacer) -> Vec<i64> {
+        let mut times = Vec::new();
+        let end = DAY_START + 86_400_000;
+        while clock.now_ms() < end {
+            match pacer.check(budget).expect("check") {
+                Permit::Go => {
+                    budget.take("test").expect("ledger has room");
+                    times.push(clock.now_ms());
+                }
+                Permit::Wait(wait) => clock.advance_ms(wait.as_millis() as i64),
+            }
+        }
+        times
+    }
+
+    #[test]
+    fn demo_day_ends_with_a_request_in_its_last_hour() {
+        let clock = Clock::manual(DAY_START);
+        let (_dir, budget) = budget(&clock, 5);
+        let mut pacer = Pacer::new(clock.clone(), Duration::from_secs(3_600));
+        let times = spend_day(&clock, &budget, &mut pacer);
+        assert_eq!(times.len(), 5, "{times:?}");
+        let last = times.last().copied().unwrap_or(0);
+        let hours: Vec<f64> = times
+            .iter()
+            .map(|t| (t - DAY_START) as f64 / 3.6e6)
+            .collect();
+        assert!(
+            last >= DAY_START + 23 * 3_600_000,
+            "requests at hours {hours:?}"
+        );
+        assert!(last < DAY_START + 86_400_000);
+    }
+
+    #[test]
+    fn enterprise_day_spreads_requests_evenly() {
+        let clock = Clock::manual(DAY_START);
+        let (_dir, budget) = budget(&clock, 5_000);
+        let mut pacer = Pacer::new(clock.clone(), Duration::from_secs(3_600));
+        let times = spend_day(&clock, &budget, &mut pacer);
+        assert_eq!(times.len(), 5_000);
+        let by_hour = |hour: i64| {
+            let start = DAY_START + hour * 3_600_000;
+            times
+                .iter()
+                .filter(|t| (start..start + 3_600_000).contains(t))
+                .count()
+        };
+        for hour in 0..24 {
+            let count = by_hour(hour);
+            assert!((150..=260).contains(&count), "hour {hour}: {count}");
+        }
+    }
+
+    #[test]
+    fn quiet_morning_leaves_a_burst_for_the_afternoon() {
+        let clock = Clock::manual(DAY_START + 12 * 3_600_000);
+        let (_dir, budget) = budget(&clock, 5_000);
+        let mut pacer = Pacer::new(clock.clone(), Duration::from_secs(3_600));
+        let mut at_once = 0;
+        while pacer.check(&budget).expect("check") == Permit::Go {
+            budget.take("test").expect("room");
+            at_once += 1;
+        }
+        let burst = pacer.burst().expect("planned") as usize;
+        assert!(at_once >= 100, "burst {at_once}");
+        assert_eq!(at_once, burst);
+    }
+
+    #[test]
+    fn restart_does_not_grant_a_new_burst() {
+        let clock = Clock::manual(DAY_START + 12 * 3_600_000);
+        let (_dir, budget) = budget(&clock, 5_000);
+        let mut first = Pacer::new(clock.clone(), Duration::from_secs(3_600));
+        while first.check(&budget).expect("check") == Permit::Go {
+            budget.take("test").expect("room");
+        }
+        let used = budget.ledger().expect("ledger").used;
+        for _ in 0..100 {
+            let mut restarted = Pacer::new(clock.clone(), Duration::from_secs(3_600));
+            if restarted.check(&budget).expect("check") == Permit::Go {
+                budget.take("test").expect("room");
+            }
+        }
+        assert_eq!(budget.ledger().expect("ledger").used, used);
+    }
+}

@@ -1,0 +1,300 @@
+//! The poll loop: picks the next request by priority and sends it when
+//! the pacer allows.
+//!
+//! Priorities, highest first: the sync at start (so the day's plan knows
+//! what other tools spent), listing alerts when a list is due, alert
+//! details, then the periodic sync. A list is due when the list interval
+//! has passed since the last one. The interval is what is left of the
+//! day divided by the requests left for listing: today's remaining
+//! budget less the pending details, the details expected for the rest
+//! of the day at the rate seen so far, and the syncs. Details go as soon
+//! as the pacer allows, so a list's details use the burst that built up
+//! since the previous list.
+//!
+//! Pending alerts are fetched oldest listing first. When today's budget
+//! cannot carry the backlog, a WARN says how large it is, and the rest
+//! carries over to the next day.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Forwarder;
+use crate::api::{ErrorKind, Transport};
+use crate::budget::{Pacer, Permit, next_day_start_ms};
+use crate::source::alerts::SOURCE;
+use crate::source::{CycleReport, SourceError};
+
+/// Share of the remaining requests always left for listing, so a large
+/// backlog of details never stops new alerts from being seen.
+const MIN_LIST_SHARE: f64 = 0.1;
+
+/// Longest sleep between two looks at the state.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    List,
+    Detail,
+    Sync,
+}
+
+pub struct Scheduler<'a, T> {
+    forwarder: &'a Forwarder<T>,
+    pacer: Pacer,
+    started_ms: i64,
+    details: u64,
+    synced_once: bool,
+    failures: u32,
+    warned_backlog: Option<String>,
+    warned_spent: Option<String>,
+}
+
+impl<'a, T: Transport> Scheduler<'a, T> {
+    pub fn new(forwarder: &'a Forwarder<T>) -> Self {
+        let quota = &forwarder.settings.quota;
+        Scheduler {
+            forwarder,
+            pacer: Pacer::new(forwarder.clock.clone(), quota.burst_window),
+            started_ms: forwarder.clock.now_ms(),
+            details: 0,
+            synced_once: !quota.sync,
+            failures: 0,
+            warned_backlog: None,
+            warned_spent: None,
+        }
+    }
+
+    pub async fn run(&mut self, shutdown: &CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let wait = match self.step().await {
+                Ok(wait) => {
+                    self.failures = 0;
+                    wait
+                }
+                Err(error) => self.after_failure(&error),
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Sends at most one request; returns how long to wait before the
+    /// next step.
+    async fn step(&mut self) -> Result<Duration, SourceError> {
+        let forwarder = self.forwarder;
+        let settings = &forwarder.settings;
+        if self.outbox_full()? {
+            return Ok(settings.alerts.min_poll_interval);
+        }
+        let (job, wait) = self.next_job()?;
+        let Some(job) = job else {
+            return Ok(wait);
+        };
+        if let Permit::Wait(wait) = self.pacer.check(&forwarder.budget)? {
+            self.warn_if_spent()?;
+            return Ok(wait);
+        }
+        let mut report = CycleReport::default();
+        let source = forwarder.alert_source();
+        match job {
+            Job::Sync => self.sync().await?,
+            Job::List => {
+                source.list(&mut report).await?;
+                self.log_cycle(&report);
+            }
+            Job::Detail => {
+                source.fetch_pending(1, &mut report).await?;
+                self.details += 1;
+                if report.stored > 0 {
+                    forwarder.wake.notify_waiters();
+                }
+            }
+        }
+        Ok(Duration::ZERO)
+    }
+
+    /// The job that is due now, or how long until one is.
+    fn next_job(&mut self) -> Result<(Option<Job>, Duration), SourceError> {
+        let forwarder = self.forwarder;
+        if !self.synced_once {
+            return Ok((Some(Job::Sync), Duration::ZERO));
+        }
+        let now = forwarder.clock.now_ms();
+        let pending = forwarder.store.pending_count(SOURCE)?;
+        let interval = self.list_interval(pending)?;
+        let listed = forwarder.store.listed_ms(SOURCE)?;
+        let due_at = listed.map_or(now, |at| at + millis_of(interval));
+        if !forwarder.settings.alerts.enabled {
+            return Ok((self.sync_due()?.then_some(Job::Sync), MAX_SLEEP));
+        }
+        if now >= due_at {
+            return Ok((Some(Job::List), Duration::ZERO));
+        }
+        if pending > 0 {
+            self.warn_if_backlog(pending)?;
+            return Ok((Some(Job::Detail), Duration::ZERO));
+        }
+        if self.sync_due()? {
+            return Ok((Some(Job::Sync), Duration::ZERO));
+        }
+        Ok((None, Duration::from_millis((due_at - now) as u64)))
+    }
+
+    /// Time between list calls that today's remaining budget affords.
+    fn list_interval(&self, pending: i64) -> Result<Duration, SourceError> {
+        let forwarder = self.forwarder;
+        let budget = &forwarder.budget;
+        let day = budget.ledger()?;
+        let remaining = (budget.allowed(&day) - day.effective_used()).max(0) as f64;
+        let now = budget.server_now_ms();
+        let left_ms = (next_day_start_ms(now) - now).max(1) as f64;
+        let elapsed = (forwarder.clock.now_ms() - self.started_ms).max(3_600_000) as f64;
+        let expected_details = pending as f64 + self.details as f64 / elapsed * left_ms;
+        let quota = &forwarder.settings.quota;
+        let syncs = if quota.sync {
+            left_ms / quota.sync_interval.as_millis() as f64
+        } else {
+            0.0
+        };
+        let for_lists = (remaining - expected_details - syncs)
+            .max(remaining * MIN_LIST_SHARE)
+            .max(1.0);
+        let interval = Duration::from_millis((left_ms / for_lists) as u64);
+        Ok(interval.max(forwarder.settings.alerts.min_poll_interval))
+    }
+
+    fn sync_due(&self) -> Result<bool, SourceError> {
+        let quota = &self.forwarder.settings.quota;
+        if !quota.sync {
+            return Ok(false);
+        }
+        let day = self.forwarder.budget.ledger()?;
+        let now = self.forwarder.clock.now_ms();
+        Ok(day
+            .synced_ms
+            .is_none_or(|at| now - at >= millis_of(quota.sync_interval)))
+    }
+
+    async fn sync(&mut self) -> Result<(), SourceError> {
+        let forwarder = self.forwarder;
+        let info = forwarder.client.get_api_key().await?;
+        forwarder.budget.record_sync(&info)?;
+        self.synced_once = true;
+        let day = forwarder.budget.ledger()?;
+        tracing::info!(
+            account = info.account_name.as_deref().unwrap_or("-"),
+            limit = info.request_limit,
+            organization_requests = info.requests,
+            ours = day.used,
+            allowed = forwarder.budget.allowed(&day),
+            "quota synced"
+        );
+        Ok(())
+    }
+
+    fn outbox_full(&self) -> Result<bool, SourceError> {
+        let forwarder = self.forwarder;
+        let len = forwarder.store.outbox_len()?;
+        let full = len as u64 >= forwarder.settings.state.outbox_max_events;
+        if full {
+            tracing::warn!(
+                outbox = len,
+                "outbox full; polling paused until outputs catch up"
+            );
+        }
+        Ok(full)
+    }
+
+    fn warn_if_backlog(&mut self, pending: i64) -> Result<(), SourceError> {
+        let budget = &self.forwarder.budget;
+        let day = budget.ledger()?;
+        let remaining = budget.allowed(&day) - day.effective_used();
+        if pending > remaining && self.warned_backlog.as_deref() != Some(day.day.as_str()) {
+            tracing::warn!(
+                pending,
+                remaining_today = remaining,
+                "backlog larger than today's request budget; the rest carries over to tomorrow"
+            );
+            self.warned_backlog = Some(day.day);
+        }
+        Ok(())
+    }
+
+    fn warn_if_spent(&mut self) -> Result<(), SourceError> {
+        let budget = &self.forwarder.budget;
+        let day = budget.ledger()?;
+        let allowed = budget.allowed(&day);
+        let spent = day.effective_used() >= allowed;
+        if spent && self.warned_spent.as_deref() != Some(day.day.as_str()) {
+            tracing::warn!(
+                used = day.effective_used(),
+                allowed,
+                "today's request budget is spent; polling resumes after 00:00 UTC"
+            );
+            self.warned_spent = Some(day.day);
+        }
+        Ok(())
+    }
+
+    fn log_cycle(&self, report: &CycleReport) {
+        let used = self
+            .forwarder
+            .budget
+            .ledger()
+            .map(|day| day.used)
+            .unwrap_or(-1);
+        let pending = self.forwarder.store.pending_count(SOURCE).unwrap_or(-1);
+        tracing::info!(
+            listed = report.listed,
+            pending,
+            requests_today = used,
+            period_s = self.pacer.period().map(|p| p.as_secs()),
+            "alerts listed"
+        );
+    }
+
+    fn after_failure(&mut self, error: &SourceError) -> Duration {
+        // Anything stored before the failure can go out now.
+        self.forwarder.wake.notify_waiters();
+        let kind = match error {
+            SourceError::Api(error) => error.kind(),
+            SourceError::State(_) => ErrorKind::Transient,
+        };
+        self.failures += 1;
+        match kind {
+            ErrorKind::DayClosed => {
+                tracing::debug!(%error, "request refused by the budget");
+                Duration::from_secs(60)
+            }
+            ErrorKind::InvalidKey => {
+                let wait = backoff(self.failures, 60, 3600);
+                tracing::error!(%error, retry_in_s = wait.as_secs(),
+                    "API key rejected; fix the key file and the forwarder picks it up on restart");
+                wait
+            }
+            ErrorKind::Transient | ErrorKind::Permanent => {
+                let wait = backoff(self.failures, 5, 300);
+                tracing::warn!(%error, retry_in_s = wait.as_secs(), "request failed; retrying");
+                wait
+            }
+        }
+    }
+}
+
+/// Doubling delay from `initial_s` up to `max_s`, less up to a quarter
+/// at random so forwarders restarted together spread out.
+fn backoff(attempt: u32, initial_s: u64, max_s: u64) -> Duration {
+    let factor = 2u64.saturating_pow(attempt.saturating_sub(1).min(20));
+    let base = Duration::from_secs(initial_s.saturating_mul(factor).min(max_s));
+    base.mul_f64(rand::random_range(0.75..=1.0))
+}
+
+fn millis_of(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
