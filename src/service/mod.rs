@@ -154,6 +154,13 @@ impl<T: Transport> Forwarder<T> {
         result
     }
 
+    /// Polls the API until `shutdown` fires, without delivering: the
+    /// events stay in the outbox. For tests and benchmarks in virtual
+    /// time, where sockets cannot run.
+    pub async fn poll(&self, shutdown: CancellationToken) {
+        scheduler::Scheduler::new(self).run(&shutdown).await;
+    }
+
     /// One poll cycle, then delivery of everything stored; fails when the
     /// cycle failed or an output did not take every event in time.
     pub async fn once(&self) -> Result<(), ServiceError> {

@@ -123,7 +123,11 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     fn next_job(&mut self) -> Result<(Option<Job>, Duration), SourceError> {
         let forwarder = self.forwarder;
         if !self.synced_once {
-            return Ok((Some(Job::Sync), Duration::ZERO));
+            // A restart soon after a sync does not sync again.
+            if self.sync_due()? {
+                return Ok((Some(Job::Sync), Duration::ZERO));
+            }
+            self.synced_once = true;
         }
         let now = forwarder.clock.now_ms();
         let pending = forwarder.store.pending_count(SOURCE)?;
