@@ -125,14 +125,19 @@ impl Week {
     fn requests_per_day(&self) -> BTreeMap<i64, usize> {
         let mut days = BTreeMap::new();
         for (at, _) in self.requests() {
-            *days.entry((at - WEEK_START_MS).div_euclid(DAY_MS)).or_default() += 1;
+            *days
+                .entry((at - WEEK_START_MS).div_euclid(DAY_MS))
+                .or_default() += 1;
         }
         days
     }
 
     /// `(alert_id, modified, status)` of every event in the outbox.
     fn delivered(&self, forwarder: &Forwarder<Recording>) -> Vec<(String, i64, String)> {
-        let rows = forwarder.store.outbox_after(0, usize::MAX >> 1).expect("outbox");
+        let rows = forwarder
+            .store
+            .outbox_after(0, usize::MAX >> 1)
+            .expect("outbox");
         rows.into_iter()
             .filter_map(|row| match row.event {
                 Ok(Event::Alert(event)) => Some((
@@ -165,7 +170,10 @@ impl Week {
 
 fn assert_never_over(week: &Week, allowed: i64, case: &str) {
     let peak = week.model.max_requests_in_a_day();
-    assert!(peak <= allowed, "{case}: {peak} requests in a day, allowed {allowed}");
+    assert!(
+        peak <= allowed,
+        "{case}: {peak} requests in a day, allowed {allowed}"
+    );
     assert_eq!(week.model.limit_replies(), 0, "{case}: limit replies");
 }
 
@@ -176,7 +184,10 @@ fn assert_latest_states_delivered(week: &Week, forwarder: &Forwarder<Recording>,
         assert!(seen.insert(event.clone()), "{case}: {event:?} twice");
     }
     for state in week.latest_states() {
-        assert!(seen.contains(&state), "{case}: latest state {state:?} missing");
+        assert!(
+            seen.contains(&state),
+            "{case}: latest state {state:?} missing"
+        );
     }
 }
 
@@ -197,7 +208,8 @@ async fn week_case(license: License, per_hour: f64, reserve: i64) {
     let case = format!("{license:?} at {per_hour} alerts/h, reserve {reserve}");
     let week = Week::new(license, per_hour, &format!("reserve = {reserve}"));
     let forwarder = week.forwarder();
-    week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64))
+        .await;
 
     let allowed = license.daily_limit() - reserve;
     assert_never_over(&week, allowed, &case);
@@ -227,7 +239,16 @@ async fn demo_week_delivers_every_alert_eventually() {
     let case = "demo, quiet";
     let week = Week::new(License::Demo, 1.0 / 48.0, "");
     let forwarder = week.forwarder();
-    week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64))
+        .await;
+    if std::env::var("DEBUG_WEEK").is_ok() {
+        for (at, action) in week.requests() {
+            eprintln!("{:.2}h {action}", (at - WEEK_START_MS) as f64 / 3.6e6);
+        }
+        eprintln!("pending {:?}", forwarder.store.pending("alerts", 100));
+        eprintln!("delivered {:?}", week.delivered(&forwarder));
+        eprintln!("latest {:?}", week.latest_states());
+    }
     assert_never_over(&week, 5, case);
     assert_last_hours_polled(&week, 7, case);
     assert_latest_states_delivered(&week, &forwarder, case);
@@ -238,7 +259,8 @@ async fn overload_never_exceeds_and_reports_backlog() {
     // About 36,000 changes a day against 5,000 requests.
     let week = Week::new(License::Enterprise, 1_000.0, "");
     let forwarder = week.forwarder();
-    week.poll_for(&forwarder, Duration::from_millis(2 * DAY_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(2 * DAY_MS as u64))
+        .await;
     assert_never_over(&week, 5_000, "overload");
     assert_last_hours_polled(&week, 2, "overload");
     let pending = forwarder.store.pending_count("alerts").expect("pending");
@@ -253,7 +275,8 @@ async fn overload_never_exceeds_and_reports_backlog() {
 async fn burst_of_alerts_leaves_the_evening_polled() {
     let week = Week::new(License::Enterprise, 5.0, "");
     let forwarder = week.forwarder();
-    week.poll_for(&forwarder, Duration::from_millis(8 * HOUR_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(8 * HOUR_MS as u64))
+        .await;
     let now = week.clock.now_secs();
     for n in 0..4_000 {
         week.model.insert_alert(json!({
@@ -261,7 +284,8 @@ async fn burst_of_alerts_leaves_the_evening_polled() {
             "created": now, "modified": now, "status": "open", "priority": "high"
         }));
     }
-    week.poll_for(&forwarder, Duration::from_millis(2 * DAY_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(2 * DAY_MS as u64))
+        .await;
     assert_never_over(&week, 5_000, "burst");
     assert_last_hours_polled(&week, 2, "burst");
     assert_latest_states_delivered(&week, &forwarder, "burst");
@@ -271,7 +295,9 @@ async fn burst_of_alerts_leaves_the_evening_polled() {
 async fn restarts_add_no_requests() {
     let steady = Week::new(License::Enterprise, 20.0, "");
     let forwarder = steady.forwarder();
-    steady.poll_for(&forwarder, Duration::from_millis(DAY_MS as u64)).await;
+    steady
+        .poll_for(&forwarder, Duration::from_millis(DAY_MS as u64))
+        .await;
     let without = steady.requests().len();
 
     let restarted = Week::new(License::Enterprise, 20.0, "");
@@ -282,7 +308,10 @@ async fn restarts_add_no_requests() {
             .await;
     }
     let with = restarted.requests().len();
-    assert!(with <= without + 5, "{with} requests with 100 restarts, {without} without");
+    assert!(
+        with <= without + 5,
+        "{with} requests with 100 restarts, {without} without"
+    );
     assert_never_over(&restarted, 5_000, "restarts");
 }
 
@@ -290,11 +319,13 @@ async fn restarts_add_no_requests() {
 async fn limit_reached_closes_the_day_until_midnight() {
     let week = Week::new(License::Enterprise, 20.0, "");
     let forwarder = week.forwarder();
-    week.poll_for(&forwarder, Duration::from_millis(12 * HOUR_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(12 * HOUR_MS as u64))
+        .await;
     // Another tool spends the rest of the organization's quota.
     week.model.spend(5_000);
     let spent_at = week.clock.now_ms();
-    week.poll_for(&forwarder, Duration::from_millis(24 * HOUR_MS as u64)).await;
+    week.poll_for(&forwarder, Duration::from_millis(24 * HOUR_MS as u64))
+        .await;
 
     let next_day = day_start_ms(spent_at) + DAY_MS;
     let requests = week.requests();
@@ -302,7 +333,10 @@ async fn limit_reached_closes_the_day_until_midnight() {
         .iter()
         .filter(|(at, _)| (spent_at..next_day).contains(at))
         .count();
-    assert_eq!(closed, 1, "one request meets the limit, then the day is closed");
+    assert_eq!(
+        closed, 1,
+        "one request meets the limit, then the day is closed"
+    );
     let resumed = requests.iter().any(|(at, _)| *at >= next_day);
     assert!(resumed, "polling resumes after 00:00 UTC");
     assert_eq!(week.model.limit_replies(), 1);

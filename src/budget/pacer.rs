@@ -35,15 +35,21 @@ const TAIL_MS: i64 = 3_600_000;
 /// How often the plan is recomputed from the ledger.
 const REPLAN_MS: i64 = 3_600_000;
 
-/// The project's clock as governor reads it: time since the epoch.
+/// The project's clock as governor reads it: time since the epoch,
+/// shifted ahead by the part of a token a replaced plan had earned, so
+/// replanning never discards progress toward the next request.
 #[derive(Clone, Debug)]
-struct PacerClock(Clock);
+struct PacerClock {
+    clock: Clock,
+    shift_ms: i64,
+}
 
 impl GovernorClock for PacerClock {
     type Instant = Duration;
 
     fn now(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.0.now_ms()).unwrap_or(0))
+        let ms = self.clock.now_ms().saturating_add(self.shift_ms);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
     }
 }
 
@@ -64,18 +70,20 @@ struct Plan {
     limiter: Limiter,
     period_ms: i64,
     burst: u32,
+    clock: PacerClock,
     built_ms: i64,
-    /// Tokens available when the plan was built.
-    credit: i64,
+    /// Tokens available when the plan was built, with the fraction of
+    /// the next one already earned.
+    credit: f64,
     /// Tokens taken since.
     taken: i64,
 }
 
 impl Plan {
     /// Tokens available at `now`, as the limiter holds them.
-    fn available(&self, now: i64) -> i64 {
-        let earned = (now - self.built_ms).max(0) / self.period_ms;
-        (self.credit + earned - self.taken).clamp(0, i64::from(self.burst))
+    fn available(&self, now: i64) -> f64 {
+        let earned = (now - self.built_ms).max(0) as f64 / self.period_ms as f64;
+        (self.credit + earned - self.taken as f64).clamp(0.0, f64::from(self.burst))
     }
 }
 
@@ -138,7 +146,7 @@ impl Pacer {
                 Ok(Permit::Go)
             }
             Err(not_until) => {
-                let wait = not_until.wait_time_from(PacerClock(self.clock.clone()).now());
+                let wait = not_until.wait_time_from(plan.clock.now());
                 Ok(Permit::Wait(wait.max(Duration::from_millis(1))))
             }
         }
@@ -169,17 +177,23 @@ impl Pacer {
         // earns them only for the time since the last counted request.
         let credit = match &self.plan {
             Some(previous) => previous.available(now),
-            None => (now - since).max(0) / period_ms,
+            None => (now - since).max(0) as f64 / period_ms as f64,
         };
-        let credit = credit.min(i64::from(burst));
-        let limiter = limiter(period_ms, burst, &self.clock);
-        drain(&limiter, burst - u32::try_from(credit).unwrap_or(0));
+        let credit = credit.min(f64::from(burst));
+        let whole = credit.floor();
+        let clock = PacerClock {
+            clock: self.clock.clone(),
+            shift_ms: ((credit - whole) * period_ms as f64) as i64,
+        };
+        let limiter = limiter(period_ms, burst, clock.clone());
+        drain(&limiter, burst.saturating_sub(whole as u32));
         tracing::debug!(period_ms, burst, credit, remaining, "pacing planned");
         Plan {
             key,
             limiter,
             period_ms,
             burst,
+            clock,
             built_ms: now,
             credit,
             taken: 0,
@@ -187,13 +201,13 @@ impl Pacer {
     }
 }
 
-fn limiter(period_ms: i64, burst: u32, clock: &Clock) -> Limiter {
+fn limiter(period_ms: i64, burst: u32, clock: PacerClock) -> Limiter {
     let period = millis(period_ms);
     let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
     let quota = Quota::with_period(period)
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(burst);
-    RateLimiter::direct_with_clock(quota, PacerClock(clock.clone()))
+    RateLimiter::direct_with_clock(quota, clock)
 }
 
 /// Takes `count` tokens from a full limiter, leaving the credit.

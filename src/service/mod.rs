@@ -69,6 +69,10 @@ impl<T: Transport> Forwarder<T> {
     /// Opens the state database and wraps `transport` in the budget.
     pub fn open(settings: Settings, transport: T, clock: Clock) -> Result<Self, StateError> {
         let store = Arc::new(Store::open(&settings.state.path)?);
+        // The first start reaches back `start_from` from now, however
+        // long the first list call waits for the budget.
+        let reach = i64::try_from(settings.alerts.start_from.as_secs()).unwrap_or(i64::MAX / 2);
+        store.init_cursor(crate::source::alerts::SOURCE, clock.now_secs() - reach)?;
         let names: Vec<String> = settings.outputs.iter().map(|o| o.name.clone()).collect();
         store.retain_outputs(&names)?;
         let budget = Arc::new(Budget::new(

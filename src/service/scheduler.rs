@@ -29,6 +29,8 @@ use crate::source::{CycleReport, SourceError};
 /// backlog of details never stops new alerts from being seen.
 const MIN_LIST_SHARE: f64 = 0.1;
 
+const DAY_MS: f64 = 86_400_000.0;
+
 /// Longest sleep between two looks at the state.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -48,6 +50,9 @@ pub struct Scheduler<'a, T> {
     failures: u32,
     warned_backlog: Option<String>,
     warned_spent: Option<String>,
+    /// When the list plan was computed, the pending count then, and the
+    /// list interval.
+    list_plan: Option<(i64, i64, Duration)>,
 }
 
 impl<'a, T: Transport> Scheduler<'a, T> {
@@ -62,6 +67,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             failures: 0,
             warned_backlog: None,
             warned_spent: None,
+            list_plan: None,
         }
     }
 
@@ -103,8 +109,12 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let mut report = CycleReport::default();
         let source = forwarder.alert_source();
         match job {
-            Job::Sync => self.sync().await?,
+            Job::Sync => {
+                self.list_plan = None;
+                self.sync().await?;
+            }
             Job::List => {
+                self.list_plan = None;
                 source.list(&mut report).await?;
                 self.log_cycle(&report);
             }
@@ -130,8 +140,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             self.synced_once = true;
         }
         let now = forwarder.clock.now_ms();
-        let pending = forwarder.store.pending_count(SOURCE)?;
-        let interval = self.list_interval(pending)?;
+        let (pending, interval) = self.plan_lists(now)?;
         let listed = forwarder.store.listed_ms(SOURCE)?;
         let due_at = listed.map_or(now, |at| at + millis_of(interval));
         if !forwarder.settings.alerts.enabled {
@@ -140,7 +149,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         if now >= due_at {
             return Ok((Some(Job::List), Duration::ZERO));
         }
-        if pending > 0 {
+        if forwarder.store.has_pending(SOURCE)? {
             self.warn_if_backlog(pending)?;
             return Ok((Some(Job::Detail), Duration::ZERO));
         }
@@ -148,6 +157,21 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             return Ok((Some(Job::Sync), Duration::ZERO));
         }
         Ok((None, Duration::from_millis((due_at - now) as u64)))
+    }
+
+    /// The pending count and the list interval, recomputed at most once
+    /// a minute: counting a large backlog on every request would cost
+    /// more than the request.
+    fn plan_lists(&mut self, now: i64) -> Result<(i64, Duration), SourceError> {
+        if let Some((at, pending, interval)) = self.list_plan {
+            if now - at < 60_000 {
+                return Ok((pending, interval));
+            }
+        }
+        let pending = self.forwarder.store.pending_count(SOURCE)?;
+        let interval = self.list_interval(pending)?;
+        self.list_plan = Some((now, pending, interval));
+        Ok((pending, interval))
     }
 
     /// Time between list calls that today's remaining budget affords.
@@ -168,7 +192,8 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         };
         let for_lists = (remaining - expected_details - syncs)
             .max(remaining * MIN_LIST_SHARE)
-            .max(1.0);
+            // At least one list call a day, however large the backlog.
+            .max(left_ms / DAY_MS);
         let interval = Duration::from_millis((left_ms / for_lists) as u64);
         Ok(interval.max(forwarder.settings.alerts.min_poll_interval))
     }

@@ -68,6 +68,9 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // 16 MiB of page cache (negative means KiB): the outbox and the
+        // pending ids of a backlog stay in memory.
+        conn.pragma_update(None, "cache_size", -16_384)?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
@@ -150,15 +153,33 @@ impl Store {
         Ok(added)
     }
 
+    /// Sets the cursor of a source that has none, without marking a
+    /// list call: where the first list call starts from.
+    pub fn init_cursor(&self, source: &str, cursor: i64) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO cursor (source, value) VALUES (?1, ?2)",
+            params![source, cursor],
+        )?;
+        Ok(())
+    }
+
     /// Pending ids of `source`, oldest first, at most `limit`.
     pub fn pending(&self, source: &str, limit: usize) -> Result<Vec<String>, StateError> {
         let conn = self.conn();
         let mut statement = conn.prepare(
             "SELECT id FROM pending WHERE source = ?1
-             ORDER BY added_ms, attempts, id LIMIT ?2",
+             ORDER BY attempts, added_ms, id LIMIT ?2",
         )?;
         let rows = statement.query_map(params![source, limit as i64], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn has_pending(&self, source: &str) -> Result<bool, StateError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM pending WHERE source = ?1)",
+            [source],
+            |row| row.get(0),
+        )?)
     }
 
     pub fn pending_count(&self, source: &str) -> Result<i64, StateError> {
@@ -264,10 +285,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Rows in the outbox. Rows leave only as a prefix (every output
+    /// delivered them), so the span of sequence numbers is the count,
+    /// read from the ends of the rowid index instead of a full scan.
     pub fn outbox_len(&self) -> Result<i64, StateError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM outbox", [], |row| row.get(0))?)
+        Ok(self.conn().query_row(
+            "SELECT COALESCE((SELECT MAX(seq) FROM outbox)
+                           - (SELECT MIN(seq) FROM outbox) + 1, 0)",
+            [],
+            |row| row.get(0),
+        )?)
     }
 
     /// Rows of the outbox an output has not delivered yet.

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
         attempts INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (source, id)
     );
+    CREATE INDEX pending_order ON pending (source, attempts, added_ms, id);
     CREATE TABLE dedup (
         key TEXT PRIMARY KEY,
         expires_ms INTEGER NOT NULL
