@@ -1,6 +1,7 @@
 //! The `iotsecure-forwarder` command: parses the arguments, sets up
 //! logging, loads the config, and hands over to the library.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -109,8 +110,11 @@ fn init_tracing(format: LogFormat, command: &Command) {
         "info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour codes only on a terminal, never in a file or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -181,10 +185,17 @@ async fn listen_cmd(args: ListenArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     eprintln!("listening on {protocol:?} {bound}");
+    let mut stdout = std::io::stdout();
     loop {
         tokio::select! {
             received = rx.recv() => match received {
-                Some(message) => println!("{}", listen::render(&message.raw)),
+                Some(message) => {
+                    // A closed pipe (listen | head) ends the command.
+                    let line = listen::render(&message.raw);
+                    if writeln!(stdout, "{line}").is_err() {
+                        break;
+                    }
+                }
                 None => break,
             },
             () = cancel.cancelled() => break,

@@ -112,3 +112,49 @@ fn valid_config_passes() {
     let (code, stderr) = check_config(OUTPUT);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn missing_required_key_names_the_output() {
+    let text = "[[output]]\nname = \"a\"\nprotocol = \"tcp\"\n";
+    let (code, stderr) = check_config(text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("output[0].address"), "{stderr}");
+    assert!(stderr.contains("add it"), "{stderr}");
+}
+
+#[test]
+fn invalid_host_is_rejected() {
+    for address in ["300.1.1.1:514", "exa mple:514", "host:0", "[::1:514"] {
+        let text = format!("[[output]]\nname = \"a\"\naddress = \"{address}\"\n");
+        let (code, stderr) = check_config(&text);
+        assert_eq!(code, 78, "{address}: {stderr}");
+        assert!(stderr.contains("output[0].address"), "{address}: {stderr}");
+    }
+}
+
+#[test]
+fn valid_hosts_pass() {
+    for address in ["[::1]:514", "siem.example.org:6514", "10.0.0.1:601"] {
+        let text = format!("[[output]]\nname = \"a\"\naddress = \"{address}\"\n");
+        let (code, stderr) = check_config(&text);
+        assert_eq!(code, 0, "{address}: {stderr}");
+    }
+}
+
+#[test]
+fn missing_key_file_names_its_line() {
+    let text = format!("[api]\n\napi_key_file = \"nowhere\"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:3:1"), "{stderr}");
+    assert!(stderr.contains("api.api_key_file"), "{stderr}");
+}
+
+#[test]
+fn unknown_facility_lists_the_names() {
+    let text = format!("[format]\nfacility = \"local9\"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("\"local9\""), "{stderr}");
+    assert!(!stderr.contains("Name("), "{stderr}");
+}

@@ -70,9 +70,9 @@ impl<T: Transport> Client<T> {
                 action,
                 status: reply.http_status,
             }),
-            Err(error) => Err(ApiError::Decode {
+            Err(error) => Err(ApiError::NotJson {
                 action,
-                detail: format!("body is not JSON: {error}"),
+                detail: error.to_string(),
             }),
         }
     }

@@ -49,12 +49,20 @@ pub enum ApiError {
     #[error("{action}: HTTP status {status} without an API failure body")]
     Status { action: &'static str, status: u16 },
 
-    #[error("{action}: response larger than the {limit} byte limit (api.max_response_bytes)")]
+    #[error("{action}: response larger than the {limit} byte limit; raise api.max_response_bytes")]
     TooLarge { action: &'static str, limit: usize },
 
-    /// The body is not the JSON this action returns.
+    /// The body is JSON, but not the record this action returns.
     #[error("{action}: invalid response: {detail}")]
     Decode {
+        action: &'static str,
+        detail: String,
+    },
+
+    /// The body is not JSON at all, such as an HTML page from a proxy
+    /// sent with HTTP 200, or a body cut short.
+    #[error("{action}: response is not JSON: {detail}")]
+    NotJson {
         action: &'static str,
         detail: String,
     },
@@ -86,14 +94,17 @@ impl ApiError {
         match self {
             ApiError::LimitReached { .. } | ApiError::BudgetSpent { .. } => ErrorKind::DayClosed,
             ApiError::InvalidKey { .. } => ErrorKind::InvalidKey,
-            ApiError::Timeout { .. } | ApiError::Connection { .. } => ErrorKind::Transient,
+            ApiError::Timeout { .. } | ApiError::Connection { .. } | ApiError::NotJson { .. } => {
+                ErrorKind::Transient
+            }
             ApiError::Status { status, .. } if *status >= 500 || *status == 429 => {
                 ErrorKind::Transient
             }
-            ApiError::TooLarge { .. } => ErrorKind::Transient,
-            ApiError::Failed { .. } | ApiError::Status { .. } | ApiError::Decode { .. } => {
-                ErrorKind::Permanent
-            }
+            // The same record comes back as large next time.
+            ApiError::TooLarge { .. }
+            | ApiError::Failed { .. }
+            | ApiError::Status { .. }
+            | ApiError::Decode { .. } => ErrorKind::Permanent,
         }
     }
 
@@ -107,6 +118,7 @@ impl ApiError {
             | ApiError::Status { action, .. }
             | ApiError::TooLarge { action, .. }
             | ApiError::Decode { action, .. }
+            | ApiError::NotJson { action, .. }
             | ApiError::BudgetSpent { action, .. } => action,
         }
     }

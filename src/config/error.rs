@@ -59,14 +59,32 @@ impl ConfigError {
     pub fn from_toml(path: &Path, text: &str, error: &toml::de::Error) -> Self {
         let offset = error.span().map(|span| span.start);
         let position = offset.map(|offset| line_column(text, offset));
-        let key = offset.and_then(|offset| key_at(text, offset));
+        let mut key = offset.and_then(|offset| key_at(text, offset));
+        let mut message = error.message().trim().to_owned();
+        if let Some(field) = missing_field(&message) {
+            // The error points at the table; name the key it lacks.
+            key = Some(match key {
+                Some(table) => format!("{table}.{field}"),
+                None => field.to_owned(),
+            });
+            message.push_str(": add it, it has no default");
+        } else if message.starts_with("duplicate key") {
+            message.push_str(": a key or table may appear once; remove the repeat");
+        }
         ConfigError {
             path: path.to_owned(),
             position,
             key,
-            message: error.message().trim().to_owned(),
+            message,
         }
     }
+}
+
+/// The field named by serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -94,7 +112,9 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let table = table_before(text, line_start);
     let trimmed = line.trim();
     if trimmed.starts_with('[') {
-        return Some(trimmed.trim_matches(|c| c == '[' || c == ']').to_owned());
+        // A table header: name the table with its index, as the text up
+        // to the end of this line has it.
+        return table_before(text, line_end);
     }
     let name = line.split('=').next()?.trim().trim_matches('"');
     if name.is_empty() {

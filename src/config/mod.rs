@@ -100,7 +100,14 @@ pub fn load_api_key(settings: &Settings) -> Result<ApiKey, ConfigError> {
         .filter(|path| path.exists());
     let file = api.api_key_file.clone().or(credential);
     if let Some(file) = file {
-        return read_key_file(&settings.path, &file);
+        return read_key_file(&settings.path, &file).map_err(|mut error| {
+            // Point at the line that names the file, when the config does.
+            let text = std::fs::read_to_string(&settings.path).unwrap_or_default();
+            let located =
+                ConfigError::at_key(&settings.path, &text, "api.api_key_file", String::new());
+            error.position = located.position;
+            error
+        });
     }
     match std::env::var(&api.api_key_env) {
         Ok(key) if !key.trim().is_empty() => Ok(ApiKey::new(key.trim())),

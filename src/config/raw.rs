@@ -195,6 +195,7 @@ pub struct RawOutput {
     /// `host:port`.
     pub address: String,
     /// `tcp` or `udp`.
+    #[serde(default = "default_protocol")]
     pub protocol: String,
     /// `lf` or `octet-counting`; TCP only.
     #[serde(default = "default_framing")]
@@ -212,6 +213,10 @@ pub struct RawOutput {
     pub backoff_initial: Duration,
     #[serde(default = "default_backoff_max", with = "humantime_serde")]
     pub backoff_max: Duration,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
 }
 
 fn default_framing() -> String {

@@ -219,9 +219,16 @@ fn facility(check: &Check, value: &FacilityValue) -> Result<u8, ConfigError> {
             .and_then(|index| u8::try_from(index).ok()),
     };
     code.ok_or_else(|| {
+        let shown = match value {
+            FacilityValue::Code(code) => code.to_string(),
+            FacilityValue::Name(name) => format!("{name:?}"),
+        };
         check.fail(
             "format.facility",
-            format!("invalid facility {value:?}: use a name such as \"local4\" or a code 0-23"),
+            format!(
+                "invalid facility {shown}: use a name such as \"local4\" ({}) or a code 0-23",
+                FACILITIES.join(", ")
+            ),
         )
     })
 }
@@ -298,6 +305,25 @@ fn outputs(check: &Check, raw: Vec<RawOutput>) -> Result<Vec<OutputSettings>, Co
     Ok(outputs)
 }
 
+/// An IP address (IPv6 in brackets) or a DNS name (RFC 1123 labels).
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return host.parse::<std::net::Ipv4Addr>().is_ok();
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    host.len() <= 253 && host.split('.').all(label_ok)
+}
+
 fn output_settings(
     check: &Check,
     index: usize,
@@ -321,12 +347,13 @@ fn output_settings(
     let port_ok = raw
         .address
         .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        .is_some_and(|(host, port)| valid_host(host) && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !port_ok {
         return Err(check.fail(
             &key("address"),
             format!(
-                "invalid address {:?}: use host:port, such as 127.0.0.1:514",
+                "invalid address {:?}: use host:port with an IP address or a DNS name, \
+                 such as 127.0.0.1:514, [::1]:514 or siem.example.org:6514",
                 raw.address
             ),
         ));

@@ -144,7 +144,9 @@ impl<T: Transport> Forwarder<T> {
         let tasks = self.spawn_deliveries(&drain, &abort);
         self.log_state()?;
         tracing::info!("ready");
+        let maintenance = self.spawn_maintenance(&shutdown);
         scheduler::Scheduler::new(self).run(&shutdown).await;
+        maintenance.abort();
         tracing::info!("stopping: polling ended, delivering what is stored");
         drain.cancel();
         let guard = abort.clone();
@@ -168,7 +170,11 @@ impl<T: Transport> Forwarder<T> {
     /// One poll cycle, then delivery of everything stored; fails when the
     /// cycle failed or an output did not take every event in time.
     pub async fn once(&self) -> Result<(), ServiceError> {
-        let cycle = self.alert_source().cycle().await;
+        let cycle = if self.settings.alerts.enabled {
+            self.alert_source().cycle().await
+        } else {
+            Ok(crate::source::CycleReport::default())
+        };
         if let Ok(report) = &cycle {
             tracing::info!(
                 requests = report.requests,
@@ -191,6 +197,25 @@ impl<T: Transport> Forwarder<T> {
         timer.abort();
         cycle?;
         delivered
+    }
+
+    /// Deletes expired dedup keys hourly, so the table holds only the
+    /// configured retention.
+    fn spawn_maintenance(&self, shutdown: &CancellationToken) -> tokio::task::JoinHandle<()> {
+        let (store, clock, shutdown) = (self.store.clone(), self.clock.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                match store.expire_dedup(clock.now_ms()) {
+                    Ok(0) => {}
+                    Ok(expired) => tracing::debug!(expired, "expired dedup keys deleted"),
+                    Err(error) => tracing::error!(%error, "cannot delete expired dedup keys"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        })
     }
 
     fn log_state(&self) -> Result<(), StateError> {

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use crate::api::{Client, ErrorKind, TimeFilter, Transport};
+use crate::api::{ApiError, Client, ErrorKind, TimeFilter, Transport};
 use crate::clock::Clock;
 use crate::config::AlertSettings;
 use crate::event::{AlertEvent, Event};
@@ -119,12 +119,30 @@ impl<T: Transport> AlertSource<T> {
         let ids = self.store.pending(SOURCE, limit)?;
         for id in ids.iter().map(String::as_str) {
             report.requests += 1;
-            match self.client.get_alert(id).await {
-                Ok(alert) => self.store_alert(id, alert, report)?,
-                Err(error) if error.kind() == ErrorKind::Permanent => {
-                    self.note_failure(id, &error, report)?;
+            let fetched = self.client.get_alert(id).await.and_then(|alert| {
+                if alert.alert_id == id {
+                    Ok(alert)
+                } else {
+                    Err(ApiError::Decode {
+                        action: "getAlert",
+                        detail: format!("reply is for alert {:?}", alert.alert_id),
+                    })
                 }
-                Err(error) => return Err(error.into()),
+            });
+            match fetched {
+                Ok(alert) => self.store_alert(id, alert, report)?,
+                Err(error) => match error.kind() {
+                    ErrorKind::Permanent => self.note_failure(id, &error, report)?,
+                    // A timeout or a 5xx on one alert: count it, so the
+                    // next cycle starts with another id, and stop this
+                    // cycle, since the API is in trouble.
+                    ErrorKind::Transient => {
+                        self.store.pending_failed(SOURCE, id)?;
+                        tracing::warn!(%error, alert_id = id, "alert fetch failed; kept pending");
+                        return Err(error.into());
+                    }
+                    ErrorKind::DayClosed | ErrorKind::InvalidKey => return Err(error.into()),
+                },
             }
         }
         Ok(ids.len())
@@ -156,13 +174,16 @@ impl<T: Transport> AlertSource<T> {
     fn note_failure(
         &self,
         id: &str,
-        error: &crate::api::ApiError,
+        error: &ApiError,
         report: &mut CycleReport,
     ) -> Result<(), SourceError> {
         self.store.pending_failed(SOURCE, id)?;
         let attempts = self.store.pending_attempts(SOURCE, id)?;
         if attempts >= MAX_ATTEMPTS {
-            tracing::error!(%error, alert_id = id, attempts, "alert dropped after repeated failures");
+            // Each attempt costs a request of the daily quota, so a
+            // record the API keeps answering wrongly cannot stay forever.
+            tracing::error!(%error, alert_id = id, attempts,
+                "alert dropped after repeated failures; it is not delivered");
             self.store.drop_pending(SOURCE, id)?;
             report.dropped += 1;
         } else {
