@@ -46,6 +46,9 @@ enum Command {
     Once(ConfigArg),
     /// Validate the config file and exit.
     CheckConfig(ConfigArg),
+    /// Print today's request ledger, pacing, cursors, pending ids and
+    /// outbox depth; works while the daemon runs.
+    Status(StatusArgs),
     /// Print each syslog message received on a TCP or UDP address.
     Listen(ListenArgs),
     /// Serve the IoT Secure API simulator.
@@ -64,6 +67,15 @@ struct ConfigArg {
         default_value = "/etc/iotsecure-forwarder/iotsecure-forwarder.toml"
     )]
     config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +139,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => run(&args.config).await,
         Command::Once(args) => once(&args.config).await,
         Command::CheckConfig(args) => check_config(&args.config),
+        Command::Status(args) => status(&args.config.config, args.json),
         Command::Listen(args) => listen_cmd(args).await,
         Command::Sim(args) => sim::run_cli(args).await,
         Command::Demo => service::demo::run(shutdown_on_signal()).await,
@@ -170,6 +183,22 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         settings.quota.daily_limit,
         settings.quota.reserve
     );
+    Ok(())
+}
+
+fn status(path: &Path, json: bool) -> anyhow::Result<()> {
+    let settings = load(path)?;
+    let status = service::status::read(&settings, &Clock::system()).with_context(|| {
+        format!(
+            "cannot read the state database {}",
+            settings.state.path.display()
+        )
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        println!("{}", status.to_text());
+    }
     Ok(())
 }
 

@@ -65,6 +65,7 @@ async fn killed_between_fetch_and_delivery_loses_and_repeats_nothing() {
 
     let mut running = forwarder("run", &config);
     wait_for_outbox(&dir.path().join("state.db"), RECENT_ALERTS as i64).await;
+    assert_status_reads_while_running(&config);
     running.kill().expect("SIGKILL");
     running.wait().expect("reaped");
 
@@ -82,4 +83,21 @@ async fn killed_between_fetch_and_delivery_loses_and_repeats_nothing() {
     assert_eq!(ids.len(), RECENT_ALERTS, "each alert once: {ids:?}");
     let extra = receiver.drain(Duration::from_millis(500)).await;
     assert!(extra.is_empty(), "nothing twice: {extra:?}");
+}
+
+/// `status --json` reads the database while the daemon holds it.
+fn assert_status_reads_while_running(config: &std::path::Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("status runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(status["outputs"][0]["name"], "siem");
+    assert_eq!(status["outputs"][0]["depth"], RECENT_ALERTS as i64);
+    let used = status["used"].as_i64().expect("used");
+    assert!(used > RECENT_ALERTS as i64, "list, details and sync counted: {used}");
+    assert_eq!(status["pending"][0]["ids"], 0);
+    assert!(status["cursors"][0]["value"].as_i64().is_some());
 }

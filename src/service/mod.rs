@@ -5,6 +5,7 @@
 mod delivery;
 pub mod demo;
 mod scheduler;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

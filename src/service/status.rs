@@ -1,0 +1,167 @@
+//! `status`: today's request ledger, the pacing plan, cursors, pending
+//! ids and outbox depth, read from the state database while the daemon
+//! runs. The database is opened read-only; WAL lets it read without
+//! blocking the daemon's writes.
+
+use serde::Serialize;
+
+use crate::budget::{day_of, next_day_start_ms};
+use crate::clock::{Clock, datetime_from_ms};
+use crate::config::Settings;
+use crate::source::alerts::SOURCE;
+use crate::state::{StateError, Store};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub day: String,
+    /// Requests this forwarder counted today.
+    pub used: i64,
+    /// The organization's count at the last sync, with the time of it.
+    pub organization_used: Option<i64>,
+    pub synced_at: Option<String>,
+    /// The organization's requests today as best known.
+    pub effective_used: i64,
+    pub daily_limit: i64,
+    pub reserve: i64,
+    /// Requests this forwarder may still spend today.
+    pub remaining: i64,
+    pub closed_until: Option<String>,
+    pub next_reset: String,
+    pub last_request: Option<String>,
+    /// Seconds between requests if the rest of the day is spent evenly.
+    pub pace_seconds: Option<f64>,
+    /// When the next request may go at that pace.
+    pub next_request_after: Option<String>,
+    pub cursors: Vec<Cursor>,
+    pub pending: Vec<Pending>,
+    pub outputs: Vec<Output>,
+    pub overlap_refetches: i64,
+    pub duplicates_dropped: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Cursor {
+    pub source: String,
+    /// Epoch seconds, and the same as UTC time.
+    pub value: i64,
+    pub time: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pending {
+    pub source: String,
+    pub ids: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Output {
+    pub name: String,
+    pub address: String,
+    /// Events stored but not yet delivered to this output.
+    pub depth: i64,
+}
+
+/// Reads the status of the forwarder configured by `settings`.
+pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
+    let store = Store::open_read_only(&settings.state.path)?;
+    let now = clock.now_ms();
+    let day = store.ledger_day(&day_of(now))?;
+    let quota = &settings.quota;
+    let limit = match day.server_limit {
+        Some(server) if server > 0 => server.min(quota.daily_limit),
+        _ => quota.daily_limit,
+    };
+    let remaining = (limit - quota.reserve - day.effective_used()).max(0);
+    let next_reset = next_day_start_ms(now);
+    let pace_ms = (remaining > 0).then(|| (next_reset - now) / remaining);
+    let next_request = pace_ms.map(|pace| day.last_request_ms.map_or(now, |last| last + pace));
+    let stamp = |ms: i64| datetime_from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut outputs = Vec::new();
+    for output in &settings.outputs {
+        outputs.push(Output {
+            name: output.name.clone(),
+            address: output.address.clone(),
+            depth: store.outbox_depth(&output.name)?,
+        });
+    }
+    Ok(Status {
+        day: day.day.clone(),
+        used: day.used,
+        organization_used: day.org_used,
+        synced_at: day.synced_ms.map(stamp),
+        effective_used: day.effective_used(),
+        daily_limit: limit,
+        reserve: quota.reserve,
+        remaining,
+        closed_until: day.closed_until_ms.filter(|until| *until > now).map(stamp),
+        next_reset: stamp(next_reset),
+        last_request: day.last_request_ms.map(stamp),
+        pace_seconds: pace_ms.map(|pace| pace as f64 / 1000.0),
+        next_request_after: next_request.map(|at| stamp(at.max(now))),
+        cursors: store
+            .cursors()?
+            .into_iter()
+            .map(|(source, value)| Cursor {
+                source,
+                value,
+                time: stamp(value.saturating_mul(1000)),
+            })
+            .collect(),
+        pending: vec![Pending {
+            source: SOURCE.to_owned(),
+            ids: store.pending_count(SOURCE)?,
+        }],
+        outputs,
+        overlap_refetches: store.counter("overlap_refetches")?,
+        duplicates_dropped: store.counter("duplicates_dropped")?,
+    })
+}
+
+impl Status {
+    /// The status as aligned lines for a terminal.
+    pub fn to_text(&self) -> String {
+        let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+        let mut lines = vec![
+            format!("day (UTC)            {}", self.day),
+            format!("requests, ours       {}", self.used),
+            format!(
+                "requests, all tools  {} at last sync ({})",
+                self.organization_used.map_or("-".into(), |n| n.to_string()),
+                or_dash(&self.synced_at)
+            ),
+            format!(
+                "limit                {} with {} reserved; {} left today",
+                self.daily_limit, self.reserve, self.remaining
+            ),
+            format!("closed until         {}", or_dash(&self.closed_until)),
+            format!("next reset           {}", self.next_reset),
+            format!("last request         {}", or_dash(&self.last_request)),
+            format!(
+                "pace                 {}; next request after {}",
+                self.pace_seconds
+                    .map_or("-".into(), |s| format!("one per {s:.0} s")),
+                or_dash(&self.next_request_after)
+            ),
+        ];
+        for cursor in &self.cursors {
+            lines.push(format!(
+                "cursor {:<13} {} ({})",
+                cursor.source, cursor.time, cursor.value
+            ));
+        }
+        for pending in &self.pending {
+            lines.push(format!("pending {:<12} {}", pending.source, pending.ids));
+        }
+        for output in &self.outputs {
+            lines.push(format!(
+                "outbox {:<13} {} undelivered ({})",
+                output.name, output.depth, output.address
+            ));
+        }
+        lines.push(format!(
+            "refetched in overlap {}; duplicates dropped {}",
+            self.overlap_refetches, self.duplicates_dropped
+        ));
+        lines.join("\n")
+    }
+}
