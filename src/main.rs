@@ -115,7 +115,7 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat, command: &Command) {
     use tracing_subscriber::EnvFilter;
     // The demo's standard output is the received messages; keep its log
-    // to warnings unless RUST_LOG asks for more.
+    // to warnings unless RUST_LOG requests more.
     let default = if matches!(command, Command::Demo) {
         "warn"
     } else {
@@ -233,8 +233,8 @@ async fn listen_cmd(args: ListenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A token cancelled by the first SIGTERM or SIGINT; a second signal
-/// exits at once.
+/// Returns a token that the first SIGTERM or SIGINT cancels. A second
+/// signal exits at once.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();

@@ -92,12 +92,19 @@ fn assert_status_reads_while_running(config: &std::path::Path) {
         .arg(config)
         .output()
         .expect("status runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(status["outputs"][0]["name"], "siem");
     assert_eq!(status["outputs"][0]["depth"], RECENT_ALERTS as i64);
     let used = status["used"].as_i64().expect("used");
-    assert!(used > RECENT_ALERTS as i64, "list, details and sync counted: {used}");
+    assert!(
+        used > RECENT_ALERTS as i64,
+        "list, details and sync counted: {used}"
+    );
     assert_eq!(status["pending"][0]["ids"], 0);
     assert!(status["cursors"][0]["value"].as_i64().is_some());
 }

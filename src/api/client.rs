@@ -197,8 +197,8 @@ fn with_time(call: Call, filter: TimeFilter) -> Call {
 }
 
 /// Maps a `request_status: "failed"` body to its error. Codes 400 and 500
-/// mean "limit reached" and "invalid key" in the API document; the detail
-/// text is checked too, so that another failure with the same code is not
+/// mean "limit reached" and "invalid key" in the API document. The detail
+/// text is checked too, so another failure with the same code is not
 /// taken for one of them.
 pub(crate) fn failure_of(action: &'static str, body: &Value) -> Option<ApiError> {
     let status = body.get("request_status")?.as_str()?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// Why a call failed.
+/// The failure of an API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The organization spent its daily quota; no call succeeds before
@@ -37,7 +37,7 @@ pub enum ApiError {
     },
 
     /// Connection refused or reset, DNS or TLS failure. The message never
-    /// contains the URL, whose query string holds the key.
+    /// contains the URL, whose query string contains the key.
     #[error("{action}: request failed: {message}")]
     Connection {
         action: &'static str,
@@ -76,7 +76,7 @@ pub enum ApiError {
     },
 }
 
-/// How the caller should react to an [`ApiError`].
+/// The caller's reaction to an [`ApiError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Stop calling until the next UTC day.

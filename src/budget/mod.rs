@@ -25,7 +25,7 @@ use crate::state::{LedgerDay, StateError, Store};
 
 pub use pacer::{Pacer, Permit};
 
-/// Longest random delay added after 00:00 UTC before a closed day
+/// Maximum random delay added after 00:00 UTC before a closed day
 /// reopens, so that tools sharing a key do not all call at once.
 const REOPEN_JITTER_MS: i64 = 120_000;
 

@@ -36,7 +36,7 @@ impl ConfigError {
         }
     }
 
-    /// An error about `key`, without a known place in the file.
+    /// Creates an error about `key`, without a known place in the file.
     pub fn key(path: &Path, key: &str, message: String) -> Self {
         ConfigError {
             path: path.to_owned(),
@@ -46,7 +46,8 @@ impl ConfigError {
         }
     }
 
-    /// An error about `key`, placed at the line that sets it in `text`.
+    /// Creates an error about `key`, placed at the line that sets it in
+    /// `text`.
     pub fn at_key(path: &Path, text: &str, key: &str, message: String) -> Self {
         ConfigError {
             path: path.to_owned(),
@@ -80,7 +81,7 @@ impl ConfigError {
     }
 }
 
-/// The field named by serde's "missing field `x`" message.
+/// Returns the field that serde's "missing field `x`" message names.
 fn missing_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")
@@ -102,7 +103,7 @@ fn floor_boundary(text: &str, offset: usize) -> usize {
     offset
 }
 
-/// The dotted key set on the line at `offset`, prefixed with the table
+/// Returns the dotted key set on the line at `offset`, prefixed with the table
 /// that line belongs to.
 fn key_at(text: &str, offset: usize) -> Option<String> {
     let offset = floor_boundary(text, offset);
@@ -126,7 +127,7 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// The table header (`[x]` or `[[x]]`) in force at byte `offset`, with
+/// Returns the table header (`[x]` or `[[x]]`) in force at byte `offset`, with
 /// an index for arrays of tables.
 fn table_before(text: &str, offset: usize) -> Option<String> {
     let mut current = None;
@@ -178,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn find_key_locates_a_key_in_an_array_of_tables() {
+    fn find_key_in_array_of_tables() {
         assert_eq!(find_key(TEXT, "output[1].name"), Some((7, 1)));
         assert_eq!(find_key(TEXT, "api.url"), Some((2, 1)));
     }

@@ -96,7 +96,7 @@ pub struct RawState {
     /// How long a delivered alert modification is remembered.
     #[serde(with = "humantime_serde")]
     pub dedup_retention: Duration,
-    /// Sources pause while the outbox holds this many events.
+    /// Sources pause while the outbox contains this many events.
     pub outbox_max_events: u64,
 }
 

@@ -219,14 +219,14 @@ fn facility(check: &Check, value: &FacilityValue) -> Result<u8, ConfigError> {
             .and_then(|index| u8::try_from(index).ok()),
     };
     code.ok_or_else(|| {
-        let shown = match value {
+        let text = match value {
             FacilityValue::Code(code) => code.to_string(),
             FacilityValue::Name(name) => format!("{name:?}"),
         };
         check.fail(
             "format.facility",
             format!(
-                "invalid facility {shown}: use a name such as \"local4\" ({}) or a code 0-23",
+                "invalid facility {text}: use a name such as \"local4\" ({}) or a code 0-23",
                 FACILITIES.join(", ")
             ),
         )
@@ -263,7 +263,8 @@ fn positive(check: &Check, key: &str, value: Duration) -> Result<(), ConfigError
     Ok(())
 }
 
-/// The machine's host name reduced to what an RFC 5424 HOSTNAME allows.
+/// Returns the machine's host name, reduced to what an RFC 5424
+/// HOSTNAME allows.
 fn system_hostname() -> String {
     let name = gethostname::gethostname().to_string_lossy().into_owned();
     let name: String = name
@@ -305,7 +306,8 @@ fn outputs(check: &Check, raw: Vec<RawOutput>) -> Result<Vec<OutputSettings>, Co
     Ok(outputs)
 }
 
-/// An IP address (IPv6 in brackets) or a DNS name (RFC 1123 labels).
+/// Checks that `host` is an IP address (IPv6 in brackets) or a DNS
+/// name made of RFC 1123 labels.
 fn valid_host(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();

@@ -136,9 +136,9 @@ impl<T: Transport> Forwarder<T> {
         tasks
     }
 
-    /// Runs until `shutdown` fires: polls the API and delivers to every
-    /// output; then stops polling, lets the outputs catch up for a grace
-    /// period, and returns.
+    /// Polls the API and delivers to every output until `shutdown`
+    /// fires. Then it stops polling and lets the outputs catch up for a
+    /// grace period before it returns.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ServiceError> {
         let drain = CancellationToken::new();
         let abort = CancellationToken::new();
@@ -168,8 +168,8 @@ impl<T: Transport> Forwarder<T> {
         scheduler::Scheduler::new(self).run(&shutdown).await;
     }
 
-    /// One poll cycle, then delivery of everything stored; fails when the
-    /// cycle failed or an output did not take every event in time.
+    /// Runs one poll cycle, then delivers everything stored. Fails when
+    /// the cycle failed or an output did not take every event in time.
     pub async fn once(&self) -> Result<(), ServiceError> {
         let cycle = if self.settings.alerts.enabled {
             self.alert_source().cycle().await

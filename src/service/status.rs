@@ -118,7 +118,7 @@ pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
 }
 
 impl Status {
-    /// The status as aligned lines for a terminal.
+    /// Renders the status as aligned lines for a terminal.
     pub fn to_text(&self) -> String {
         let or_dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
         let mut lines = vec![

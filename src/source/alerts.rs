@@ -9,9 +9,9 @@
 //!
 //! The cursor comes from the server's clock, the HTTP `Date` of the list
 //! reply, so the two clocks need not agree. It is set `overlap` seconds
-//! before that time because the API does not document whether
-//! `modified=T` means after T or at-or-after T, and an alert modified in
-//! the same second as the reply, after it, must still be listed next
+//! before that time, because the API does not document whether
+//! `modified=T` means after T or at-or-after T. An alert modified in the
+//! same second as the reply, but after it, must still be listed next
 //! time. Alerts modified within the overlap are fetched twice; the
 //! second fetch is counted (`overlap_refetches`) and dropped by dedup.
 
@@ -181,7 +181,7 @@ impl<T: Transport> AlertSource<T> {
         let attempts = self.store.pending_attempts(SOURCE, id)?;
         if attempts >= MAX_ATTEMPTS {
             // Each attempt costs a request of the daily quota, so a
-            // record the API keeps answering wrongly cannot stay forever.
+            // record the API keeps returning wrongly cannot stay forever.
             tracing::error!(%error, alert_id = id, attempts,
                 "alert dropped after repeated failures; it is not delivered");
             self.store.drop_pending(SOURCE, id)?;

@@ -43,7 +43,7 @@ pub struct OutboxRow {
     pub event: Result<Event, String>,
 }
 
-/// What [`Store::commit_event`] did with an event.
+/// The outcome of [`Store::commit_event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stored {
     New,
@@ -114,7 +114,7 @@ impl Store {
         Ok(value)
     }
 
-    /// All cursors, for `status`.
+    /// Returns all cursors, for `status`.
     pub fn cursors(&self) -> Result<Vec<(String, i64)>, StateError> {
         let conn = self.conn();
         let mut statement = conn.prepare("SELECT source, value FROM cursor ORDER BY source")?;
@@ -307,8 +307,8 @@ impl Store {
         )?)
     }
 
-    /// The last outbox row `output` delivered; 0 for a new output, which
-    /// then receives everything still in the outbox.
+    /// Returns the last outbox row `output` delivered, or 0 for a new
+    /// output, which then receives everything still in the outbox.
     pub fn position(&self, output: &str) -> Result<i64, StateError> {
         let value = self
             .conn()
