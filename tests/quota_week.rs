@@ -341,3 +341,21 @@ async fn limit_reached_closes_the_day_until_midnight() {
     assert!(resumed, "polling resumes after 00:00 UTC");
     assert_eq!(week.model.limit_replies(), 1);
 }
+
+/// Far more alerts than small licences carry: they stay within the
+/// quota, poll every day's last hour, and keep the backlog.
+#[tokio::test(start_paused = true)]
+async fn small_licences_overloaded_stay_in_quota() {
+    for (license, per_hour) in [(License::Demo, 10.0), (License::Developer, 20.0)] {
+        let case = format!("{license:?} at {per_hour} alerts/h");
+        let week = Week::new(license, per_hour, "");
+        let forwarder = week.forwarder();
+        week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64)).await;
+        assert_never_over(&week, license.daily_limit(), &case);
+        assert_last_hours_polled(&week, 7, &case);
+        let pending = forwarder.store.pending_count("alerts").expect("pending");
+        assert!(pending > 0, "{case}: a backlog is left");
+        let delivered = week.delivered(&forwarder).len();
+        assert!(delivered > 0, "{case}: some alerts delivered");
+    }
+}
