@@ -350,7 +350,8 @@ async fn small_licences_overloaded_stay_in_quota() {
         let case = format!("{license:?} at {per_hour} alerts/h");
         let week = Week::new(license, per_hour, "");
         let forwarder = week.forwarder();
-        week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64)).await;
+        week.poll_for(&forwarder, Duration::from_millis(7 * DAY_MS as u64))
+            .await;
         assert_never_over(&week, license.daily_limit(), &case);
         assert_last_hours_polled(&week, 7, &case);
         let pending = forwarder.store.pending_count("alerts").expect("pending");
