@@ -146,6 +146,24 @@ impl Reconnect {
     }
 }
 
+/// Runs one connection attempt under the output's connect timeout,
+/// unless `cancel` fires first. The outer error is cancellation; the
+/// inner one is the attempt's.
+pub async fn connect_within<T>(
+    settings: &OutputSettings,
+    cancel: &CancellationToken,
+    attempt: impl Future<Output = Result<T, TransportError>>,
+) -> Result<Result<T, TransportError>, Cancelled> {
+    let limit = settings.connect_timeout;
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Cancelled),
+        result = tokio::time::timeout(limit, attempt) => {
+            Ok(result.unwrap_or(Err(TransportError::ConnectTimeout(limit))))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

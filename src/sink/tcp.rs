@@ -12,7 +12,7 @@ use tokio_util::codec::FramedWrite;
 use tokio_util::sync::CancellationToken;
 
 use super::framing::{FrameEncoder, FramingError};
-use super::retry::Reconnect;
+use super::retry::{Reconnect, connect_within};
 use super::{Cancelled, OutputSettings, TransportError, resolve};
 
 type Writer = FramedWrite<TcpStream, FrameEncoder>;
@@ -104,15 +104,8 @@ impl TcpTransport {
         settings: &OutputSettings,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
-        let connect_timeout = settings.connect_timeout;
-        let attempt = timeout(connect_timeout, open(&settings.address));
-        let result = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(Cancelled),
-            result = attempt => result,
-        };
-        let timed_out = Err(TransportError::ConnectTimeout(connect_timeout));
-        match result.unwrap_or(timed_out) {
+        let attempt = open(&settings.address);
+        match connect_within(settings, cancel, attempt).await? {
             Ok(stream) => {
                 let encoder = FrameEncoder::new(settings.framing);
                 self.writer = Some(FramedWrite::new(stream, encoder));

@@ -9,7 +9,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::retry::Reconnect;
+use super::retry::{Reconnect, connect_within};
 use super::{Cancelled, OutputSettings, TransportError, resolve};
 
 /// `EMSGSIZE`: the datagram is larger than the network can carry.
@@ -107,15 +107,8 @@ impl UdpTransport {
         settings: &OutputSettings,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
-        let connect_timeout = settings.connect_timeout;
-        let attempt = timeout(connect_timeout, open(&settings.address));
-        let result = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(Cancelled),
-            result = attempt => result,
-        };
-        let timed_out = Err(TransportError::ConnectTimeout(connect_timeout));
-        match result.unwrap_or(timed_out) {
+        let attempt = open(&settings.address);
+        match connect_within(settings, cancel, attempt).await? {
             Ok(socket) => {
                 self.socket = Some(socket);
                 self.reconnect.connected(settings);
