@@ -4,7 +4,8 @@
 
 use std::net::IpAddr;
 
-use super::cef::{CefHeader, Extension, ExtensionKey, Severity};
+use super::cef::{CefHeader, Extension, ExtensionKey, Severity, Shortening};
+use super::syslog::LATEST_MS;
 use crate::api::{Alert, Device};
 use crate::event::AlertEvent;
 
@@ -15,68 +16,113 @@ pub const PRODUCT_VERSION: &str = "1.0";
 /// The CEF name of an alert with neither subject nor category.
 pub const FALLBACK_NAME: &str = "IoT Secure alert";
 
-const fn key(name: &'static str, max_chars: usize) -> ExtensionKey {
-    ExtensionKey { name, max_chars }
+/// Returns a key whose value identifies the event, so it is never
+/// shortened.
+const fn id(name: &'static str, max_chars: usize) -> ExtensionKey {
+    key(name, max_chars, Shortening::Keep)
+}
+
+/// Returns a free-text key, which the fitter may cut.
+const fn text(name: &'static str, max_chars: usize) -> ExtensionKey {
+    key(name, max_chars, Shortening::Cut)
+}
+
+/// Returns a key for a number, address or host name, which the fitter
+/// may only omit.
+const fn whole(name: &'static str, max_chars: usize) -> ExtensionKey {
+    key(name, max_chars, Shortening::Omit)
+}
+
+/// Returns a label key. Labels are written exactly when their value is.
+const fn label(name: &'static str, max_chars: usize) -> ExtensionKey {
+    key(name, max_chars, Shortening::Keep)
+}
+
+const fn key(name: &'static str, max_chars: usize, shortening: Shortening) -> ExtensionKey {
+    ExtensionKey {
+        name,
+        max_chars,
+        shortening,
+    }
 }
 
 // Limits from the CEF dictionary, in characters. Numeric and address
 // fields carry only digits or addresses this module produced itself.
-const RT: ExtensionKey = key("rt", 32);
-const START: ExtensionKey = key("start", 32);
-const EXTERNAL_ID: ExtensionKey = key("externalId", 40);
-const CAT: ExtensionKey = key("cat", 1023);
-const MSG: ExtensionKey = key("msg", 1023);
-const OUTCOME: ExtensionKey = key("outcome", 63);
-const DMAC: ExtensionKey = key("dmac", 1023);
-const DPT: ExtensionKey = key("dpt", 8);
-const DHOST: ExtensionKey = key("dhost", 1023);
-const DST: ExtensionKey = key("dst", 64);
-const C6A3: ExtensionKey = key("c6a3", 64);
-const C6A3_LABEL: ExtensionKey = key("c6a3Label", 1023);
+const RT: ExtensionKey = id("rt", 32);
+const START: ExtensionKey = id("start", 32);
+const EXTERNAL_ID: ExtensionKey = id("externalId", 40);
+const CAT: ExtensionKey = text("cat", 1023);
+const MSG: ExtensionKey = text("msg", 1023);
+const OUTCOME: ExtensionKey = text("outcome", 63);
+const DMAC: ExtensionKey = id("dmac", 1023);
+const DPT: ExtensionKey = whole("dpt", 8);
+const DHOST: ExtensionKey = whole("dhost", 1023);
+const DST: ExtensionKey = whole("dst", 64);
+const C6A3: ExtensionKey = whole("c6a3", 64);
+const C6A3_LABEL: ExtensionKey = label("c6a3Label", 1023);
 
-/// `csN` fields (4000 characters) with their labels.
+/// `csN` fields (4000 characters) with their labels. `cs3` carries a
+/// port list such as `80,443`, which a cut would falsify.
 const CS: [(ExtensionKey, ExtensionKey); 6] = [
-    (key("cs1", 4000), key("cs1Label", 1023)),
-    (key("cs2", 4000), key("cs2Label", 1023)),
-    (key("cs3", 4000), key("cs3Label", 1023)),
-    (key("cs4", 4000), key("cs4Label", 1023)),
-    (key("cs5", 4000), key("cs5Label", 1023)),
-    (key("cs6", 4000), key("cs6Label", 1023)),
+    (text("cs1", 4000), label("cs1Label", 1023)),
+    (text("cs2", 4000), label("cs2Label", 1023)),
+    (whole("cs3", 4000), label("cs3Label", 1023)),
+    (text("cs4", 4000), label("cs4Label", 1023)),
+    (text("cs5", 4000), label("cs5Label", 1023)),
+    (text("cs6", 4000), label("cs6Label", 1023)),
 ];
 
 /// `cnN` fields (Long) with their labels.
 const CN: [(ExtensionKey, ExtensionKey); 3] = [
-    (key("cn1", 32), key("cn1Label", 1023)),
-    (key("cn2", 32), key("cn2Label", 1023)),
-    (key("cn3", 32), key("cn3Label", 1023)),
+    (whole("cn1", 32), label("cn1Label", 1023)),
+    (whole("cn2", 32), label("cn2Label", 1023)),
+    (whole("cn3", 32), label("cn3Label", 1023)),
 ];
 
 /// `flexStringN` fields (1023 characters, labels 128).
 const FLEX: [(ExtensionKey, ExtensionKey); 2] = [
-    (key("flexString1", 1023), key("flexString1Label", 128)),
-    (key("flexString2", 1023), key("flexString2Label", 128)),
+    (text("flexString1", 1023), label("flexString1Label", 128)),
+    (text("flexString2", 1023), label("flexString2Label", 128)),
 ];
 
-/// Appends the CEF record of an alert event to `out`.
-pub fn encode_alert(event: &AlertEvent, severity: Severity, out: &mut String) {
-    let alert = &event.alert;
-    let event_class_id = event_class_id(alert);
+/// Latest epoch second with a four-digit year, 9999-12-31T23:59:59Z.
+const LATEST_SECS: i64 = LATEST_MS / 1000;
+
+/// Returns the CEF header of an alert; `event_class_id` is
+/// [`event_class_id`] of the same alert, owned by the caller.
+pub fn cef_header<'a>(
+    alert: &'a Alert,
+    event_class_id: &'a str,
+    severity: Severity,
+) -> CefHeader<'a> {
     CefHeader {
         vendor: VENDOR,
         product: PRODUCT,
         version: PRODUCT_VERSION,
-        event_class_id: &event_class_id,
+        event_class_id,
         name: alert_name(alert),
         severity,
     }
-    .encode(out);
+}
 
+/// Returns the extension pairs of an alert and its device, in the
+/// order `docs/mapping.md` lists them.
+pub fn extension(event: &AlertEvent) -> Extension {
     let mut extension = Extension::new();
-    push_alert_fields(alert, &mut extension);
+    push_alert_fields(&event.alert, &mut extension);
     if let Some(device) = &event.device {
         push_device_fields(device, &mut extension);
     }
-    extension.encode(out);
+    extension
+}
+
+/// Returns the alert's own time in epoch milliseconds: `modified`, else
+/// `created`, skipping a time outside 1970 to 9999 (see [`epoch_ms`]).
+pub fn alert_time_ms(alert: &Alert) -> Option<i64> {
+    alert
+        .modified
+        .and_then(epoch_ms)
+        .or_else(|| alert.created.and_then(epoch_ms))
 }
 
 /// `alert:<category>`, or `alert` without a category. It names the kind
@@ -105,8 +151,8 @@ fn has_text(value: &str) -> bool {
 }
 
 fn push_alert_fields(alert: &Alert, extension: &mut Extension) {
-    extension.push_int(RT, alert.modified.map(epoch_ms));
-    extension.push_int(START, alert.created.map(epoch_ms));
+    extension.push_int(RT, alert.modified.and_then(epoch_ms));
+    extension.push_int(START, alert.created.and_then(epoch_ms));
     extension.push(EXTERNAL_ID, Some(&alert.alert_id));
     extension.push(CAT, alert.category.as_deref());
     extension.push(MSG, alert.category_detail.as_deref());
@@ -186,7 +232,10 @@ fn push_flag(
     push_custom(extension, slot, label, text);
 }
 
-/// Epoch seconds to milliseconds, which `rt` and `start` require.
-fn epoch_ms(secs: i64) -> i64 {
-    secs.saturating_mul(1000)
+/// Converts epoch seconds to the milliseconds `rt` and `start` require,
+/// or `None` outside 1970-01-01 to 9999-12-31. A time outside that range
+/// is a corrupt record (a negative number, or `1e300` read as
+/// `i64::MAX`), and receivers would show it as an absurd date.
+pub fn epoch_ms(secs: i64) -> Option<i64> {
+    (0..=LATEST_SECS).contains(&secs).then(|| secs * 1000)
 }

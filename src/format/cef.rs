@@ -2,8 +2,10 @@
 //! extension types, their escaping, and a parser for tests and tools.
 //!
 //! Escaping is the only thing that keeps API data from forging CEF fields
-//! or syslog messages, so every value goes through one of two functions:
-//! [`escape_header_value`] or [`escape_extension_value`].
+//! or syslog messages, so every value goes through one of two escape
+//! tables: [`header_escape`] or [`extension_escape`]. The fitter in
+//! `super::fit` shortens values through the character limits here, so
+//! every cut happens before escaping.
 
 use std::fmt::Write as _;
 
@@ -46,6 +48,12 @@ impl CefHeader<'_> {
     /// Appends `CEF:0|Vendor|Product|Version|Id|Name|Severity|` to `out`.
     /// The `|` after Severity is written even when no extension follows.
     pub fn encode(&self, out: &mut String) {
+        self.encode_with_name_limit(NAME_MAX_CHARS, out);
+    }
+
+    /// Appends the header like [`CefHeader::encode`], with the Name cut
+    /// to `name_max_chars` characters (at most [`NAME_MAX_CHARS`]).
+    pub fn encode_with_name_limit(&self, name_max_chars: usize, out: &mut String) {
         out.push_str("CEF:0|");
         escape_header_value(self.vendor, VENDOR_MAX_CHARS, out);
         out.push('|');
@@ -55,7 +63,8 @@ impl CefHeader<'_> {
         out.push('|');
         escape_header_value(self.event_class_id, EVENT_CLASS_ID_MAX_CHARS, out);
         out.push('|');
-        escape_header_value(self.name, NAME_MAX_CHARS, out);
+        let name_max_chars = name_max_chars.min(NAME_MAX_CHARS);
+        escape_header_value(self.name, name_max_chars, out);
         // Writing to a String cannot fail.
         let _ = write!(out, "|{}|", self.severity.value());
     }
@@ -68,13 +77,82 @@ pub struct ExtensionKey {
     pub name: &'static str,
     /// Maximum value length in characters.
     pub max_chars: usize,
+    /// The shortening the fitter may apply to the value.
+    pub shortening: Shortening,
+}
+
+/// The class of a value for the fitter, which shortens values when the
+/// whole message exceeds the output's `max_message_bytes`. A label pair
+/// (`cs1Label`) is written exactly when its value is, so the label key's
+/// own class is unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shortening {
+    /// Written in full, because it identifies the event (`externalId`,
+    /// `rt`, `start`, `dmac`).
+    Keep,
+    /// Free text: cut to a prefix on a character boundary, or omitted
+    /// with its label when no character is left.
+    Cut,
+    /// A number, address or host name, which a prefix would turn into
+    /// another valid-looking value: written whole or omitted.
+    Omit,
 }
 
 /// The extension pairs in the order they were pushed, which the caller
 /// keeps fixed so the output is deterministic.
 #[derive(Clone, Debug, Default)]
 pub struct Extension {
-    pairs: Vec<(ExtensionKey, String)>,
+    pairs: Vec<Pair>,
+}
+
+/// One `key=value` pair with the label pair written before it, if any.
+#[derive(Clone, Debug)]
+struct Pair {
+    key: ExtensionKey,
+    value: String,
+    label: Option<(ExtensionKey, String)>,
+    /// Characters of the value written: `key.max_chars` until the fitter
+    /// lowers it, and 0 to omit the pair.
+    max_chars: usize,
+}
+
+impl Pair {
+    fn new(key: ExtensionKey, value: String) -> Self {
+        let max_chars = key.max_chars;
+        Pair {
+            key,
+            value,
+            label: None,
+            max_chars,
+        }
+    }
+
+    fn size(&self) -> PairSize {
+        let mut label_pair = String::new();
+        if let Some((label_key, label)) = &self.label {
+            push_extension_pair(label_key, label, label_key.max_chars, &mut label_pair);
+            label_pair.push(' ');
+        }
+        // The space before the pair, `key` and `=`.
+        let key_bytes = 1 + self.key.name.len() + 1;
+        PairSize {
+            shortening: self.key.shortening,
+            overhead_bytes: label_pair.len() + key_bytes,
+            prefix_bytes: extension_prefix_bytes(&self.value, self.max_chars),
+        }
+    }
+}
+
+/// The sizes the fitter needs of one extension pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairSize {
+    pub shortening: Shortening,
+    /// Bytes the pair adds besides its escaped value: the space before
+    /// it, `key=`, and the label pair with its space.
+    pub overhead_bytes: usize,
+    /// See [`extension_prefix_bytes`]; `[0]` alone when the pair is
+    /// omitted.
+    pub prefix_bytes: Vec<usize>,
 }
 
 impl Extension {
@@ -85,14 +163,14 @@ impl Extension {
     /// Adds a text pair unless `value` is `None`.
     pub fn push(&mut self, key: ExtensionKey, value: Option<&str>) {
         if let Some(value) = value {
-            self.pairs.push((key, value.to_owned()));
+            self.pairs.push(Pair::new(key, value.to_owned()));
         }
     }
 
     /// Adds an integer pair unless `value` is `None`.
     pub fn push_int(&mut self, key: ExtensionKey, value: Option<i64>) {
         if let Some(value) = value {
-            self.pairs.push((key, value.to_string()));
+            self.pairs.push(Pair::new(key, value.to_string()));
         }
     }
 
@@ -106,30 +184,58 @@ impl Extension {
         value: Option<&str>,
     ) {
         let Some(value) = value else { return };
-        if is_blank_extension_value(value) {
-            return;
-        }
-        self.push(label_key, Some(label));
-        self.push(key, Some(value));
+        let mut pair = Pair::new(key, value.to_owned());
+        pair.label = Some((label_key, label.to_owned()));
+        self.pairs.push(pair);
     }
 
     /// Appends `key=value` pairs separated by one space. A pair whose value
-    /// is empty after normalization is omitted.
+    /// is empty after normalization, or whose limit is 0, is omitted with
+    /// its label.
     pub fn encode(&self, out: &mut String) {
         let mut first = true;
-        for (key, value) in &self.pairs {
-            if is_blank_extension_value(value) {
+        for pair in &self.pairs {
+            let value = normalize(&pair.value, is_extension_control);
+            if value.is_empty() || pair.max_chars == 0 {
                 continue;
             }
-            if !first {
-                out.push(' ');
+            if let Some((label_key, label)) = &pair.label {
+                push_separator(&mut first, out);
+                push_extension_pair(label_key, label, label_key.max_chars, out);
             }
-            first = false;
-            out.push_str(key.name);
+            push_separator(&mut first, out);
+            out.push_str(pair.key.name);
             out.push('=');
-            escape_extension_value(value, key.max_chars, out);
+            push_escaped(&value, pair.max_chars, extension_escape, out);
         }
     }
+
+    /// Returns the sizes of every pair, in order, for the fitter.
+    pub fn pair_sizes(&self) -> Vec<PairSize> {
+        self.pairs.iter().map(Pair::size).collect()
+    }
+
+    /// Lowers the number of characters written of pair `index` (in
+    /// [`Extension::pair_sizes`] order); 0 omits the pair and its label.
+    pub fn limit_chars(&mut self, index: usize, max_chars: usize) {
+        if let Some(pair) = self.pairs.get_mut(index) {
+            pair.max_chars = pair.max_chars.min(max_chars);
+        }
+    }
+}
+
+fn push_separator(first: &mut bool, out: &mut String) {
+    if !*first {
+        out.push(' ');
+    }
+    *first = false;
+}
+
+/// Appends `key=value` with the value normalized, cut and escaped.
+fn push_extension_pair(key: &ExtensionKey, value: &str, max_chars: usize, out: &mut String) {
+    out.push_str(key.name);
+    out.push('=');
+    escape_extension_value(value, max_chars, out);
 }
 
 /// Appends a header value: control characters (CR and LF included) become
@@ -137,12 +243,16 @@ impl Extension {
 /// `\` becomes `\\` and `|` becomes `\|`.
 pub fn escape_header_value(value: &str, max_chars: usize, out: &mut String) {
     let normalized = normalize(value, |c| c.is_control());
-    for c in normalized.chars().take(max_chars) {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '|' => out.push_str("\\|"),
-            _ => out.push(c),
-        }
+    push_escaped(&normalized, max_chars, header_escape, out);
+}
+
+/// Returns the escape of a character in a header value, or `None` when
+/// the character stands for itself.
+pub fn header_escape(c: char) -> Option<&'static str> {
+    match c {
+        '\\' => Some("\\\\"),
+        '|' => Some("\\|"),
+        _ => None,
     }
 }
 
@@ -153,21 +263,65 @@ pub fn escape_header_value(value: &str, max_chars: usize, out: &mut String) {
 /// cut can never split an escape and leave a dangling `\`.
 pub fn escape_extension_value(value: &str, max_chars: usize, out: &mut String) {
     let normalized = normalize(value, is_extension_control);
-    for c in normalized.chars().take(max_chars) {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '=' => out.push_str("\\="),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            _ => out.push(c),
-        }
+    push_escaped(&normalized, max_chars, extension_escape, out);
+}
+
+/// Returns the escape of a character in an extension value, or `None`
+/// when the character stands for itself.
+pub fn extension_escape(c: char) -> Option<&'static str> {
+    match c {
+        '\\' => Some("\\\\"),
+        '=' => Some("\\="),
+        '\n' => Some("\\n"),
+        '\r' => Some("\\r"),
+        _ => None,
     }
 }
 
-/// Returns whether an extension value is omitted because it is empty
-/// after normalization.
-fn is_blank_extension_value(value: &str) -> bool {
-    normalize(value, is_extension_control).is_empty()
+/// Returns the byte sizes of a header value's escaped prefixes:
+/// element `k` is the size of its first `k` characters after
+/// normalization and escaping, for `k` from 0 to `max_chars` or the
+/// value's length, whichever is smaller.
+pub fn header_prefix_bytes(value: &str, max_chars: usize) -> Vec<usize> {
+    let normalized = normalize(value, |c| c.is_control());
+    prefix_bytes(&normalized, max_chars, header_escape)
+}
+
+/// Returns the byte sizes of an extension value's escaped prefixes, as
+/// [`header_prefix_bytes`] does for header values.
+pub fn extension_prefix_bytes(value: &str, max_chars: usize) -> Vec<usize> {
+    let normalized = normalize(value, is_extension_control);
+    prefix_bytes(&normalized, max_chars, extension_escape)
+}
+
+fn prefix_bytes(
+    normalized: &str,
+    max_chars: usize,
+    escape_of: fn(char) -> Option<&'static str>,
+) -> Vec<usize> {
+    let mut sizes = vec![0];
+    let mut total = 0;
+    for c in normalized.chars().take(max_chars) {
+        total += escape_of(c).map_or(c.len_utf8(), str::len);
+        sizes.push(total);
+    }
+    sizes
+}
+
+/// Appends a normalized value cut to `max_chars` characters, then
+/// escaped: cutting first means no cut can split an escape.
+fn push_escaped(
+    normalized: &str,
+    max_chars: usize,
+    escape_of: fn(char) -> Option<&'static str>,
+    out: &mut String,
+) {
+    for c in normalized.chars().take(max_chars) {
+        match escape_of(c) {
+            Some(escaped) => out.push_str(escaped),
+            None => out.push(c),
+        }
+    }
 }
 
 fn is_extension_control(c: char) -> bool {
@@ -458,14 +612,17 @@ mod tests {
     const KEY: ExtensionKey = ExtensionKey {
         name: "msg",
         max_chars: 1023,
+        shortening: Shortening::Cut,
     };
     const LABEL: ExtensionKey = ExtensionKey {
         name: "cs1Label",
         max_chars: 1023,
+        shortening: Shortening::Cut,
     };
     const CS1: ExtensionKey = ExtensionKey {
         name: "cs1",
         max_chars: 4000,
+        shortening: Shortening::Cut,
     };
 
     #[test]
@@ -487,6 +644,61 @@ mod tests {
         let mut out = String::new();
         ext.encode(&mut out);
         assert_eq!(out, "cs1Label=status cs1=open");
+    }
+
+    #[test]
+    fn prefix_bytes_match_escaped_length() {
+        let value = " a\\b=c|d\n\u{1f512}\t ";
+        let extension_sizes = extension_prefix_bytes(value, 100);
+        let header_sizes = header_prefix_bytes(value, 100);
+        for (chars, &size) in extension_sizes.iter().enumerate() {
+            assert_eq!(size, extension(value, chars).len(), "{chars}");
+        }
+        for (chars, &size) in header_sizes.iter().enumerate() {
+            assert_eq!(size, header(value, chars).len(), "{chars}");
+        }
+        assert_eq!(extension_prefix_bytes(value, 3), [0, 1, 3, 4]);
+    }
+
+    #[test]
+    fn pair_sizes_add_up_to_encoded_length() {
+        let mut ext = Extension::new();
+        ext.push(KEY, Some("a=b"));
+        ext.push_labelled(CS1, LABEL, "status", Some(" open\n"));
+        ext.push(KEY, Some(" "));
+        let mut out = String::new();
+        ext.encode(&mut out);
+        let sizes = ext.pair_sizes();
+        let written = sizes.iter().filter(|size| size.prefix_bytes.len() > 1);
+        let total: usize = written
+            .map(|size| size.overhead_bytes + size.prefix_bytes.last().unwrap_or(&0))
+            .sum();
+        // Each size counts a space before its pair; the first has none.
+        assert_eq!(total - 1, out.len(), "{out}");
+    }
+
+    #[test]
+    fn limit_zero_omits_pair_and_label() {
+        let mut ext = Extension::new();
+        ext.push(KEY, Some("x"));
+        ext.push_labelled(CS1, LABEL, "status", Some("open"));
+        ext.limit_chars(1, 0);
+        let mut out = String::new();
+        ext.encode(&mut out);
+        assert_eq!(out, "msg=x");
+    }
+
+    #[test]
+    fn limit_cuts_before_escaping() {
+        let mut ext = Extension::new();
+        ext.push(KEY, Some("\\\\\\"));
+        ext.limit_chars(0, 2);
+        let mut out = String::new();
+        ext.encode(&mut out);
+        assert_eq!(out, "msg=\\\\\\\\");
+        let record = parse_cef(&format!("CEF:0|V|P|1|id|n|5|{out}"));
+        let record = record.expect("record parses");
+        assert_eq!(record.get("msg"), Some("\\\\"));
     }
 
     #[test]

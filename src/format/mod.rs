@@ -1,8 +1,10 @@
 //! Encodes events as CEF inside an RFC 5424 or RFC 3164 syslog message.
 //!
-//! [`cef`] owns CEF escaping and parsing, [`syslog`] the headers, and
-//! [`alert`] the mapping of alert fields onto CEF keys. The output is one
-//! complete message without framing: the sinks add the framing.
+//! [`cef`] owns CEF escaping and parsing, [`syslog`] the headers,
+//! [`alert`] the mapping of alert fields onto CEF keys, and [`fit`] the
+//! shortening of values that keeps a message within an output's byte
+//! limit. The output is one complete message without framing: the sinks
+//! add the framing.
 //!
 //! Invariant: no byte of API data can end a message, start a new one or
 //! forge a CEF field. Header fields keep printable ASCII only, CEF header
@@ -11,6 +13,7 @@
 
 pub mod alert;
 pub mod cef;
+pub mod fit;
 pub mod syslog;
 
 #[cfg(test)]
@@ -19,6 +22,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use cef::{CefParseError, CefRecord, Severity, parse_cef};
+pub use fit::Fitted;
 use syslog::{Priority, Rfc3164Header, Rfc5424Header, SyslogSeverity};
 
 use crate::api::Alert;
@@ -68,17 +72,42 @@ impl Formatter {
 
     /// Appends one syslog message for `event` to `out`, stamped with the
     /// event's own time, or `now_ms` (epoch milliseconds) when the event
-    /// has none. The message has no trailing newline and no CR or LF.
+    /// has none between 1970 and 9999. The message has no trailing
+    /// newline and no CR or LF.
     pub fn encode_at(&self, event: &Event, now_ms: i64, out: &mut Vec<u8>) {
-        let Event::Alert(alert_event) = event;
-        let severity = self.severity(&alert_event.alert);
-        let timestamp_ms = event.time_ms().unwrap_or(now_ms);
+        self.encode_within(event, now_ms, usize::MAX, out);
+    }
 
+    /// Appends one syslog message for `event` to `out` like
+    /// [`Formatter::encode_at`], at most `max_bytes` bytes long (header
+    /// included) unless the result is [`Fitted::TooLong`]. Values are
+    /// shortened before escaping, as `fit` describes, so the message
+    /// stays a valid CEF record with every identifying field intact.
+    pub fn encode_within(
+        &self,
+        event: &Event,
+        now_ms: i64,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Fitted {
+        let Event::Alert(alert_event) = event;
+        let alert = &alert_event.alert;
+        let severity = self.severity(alert);
+        let timestamp_ms = alert::alert_time_ms(alert).unwrap_or(now_ms);
+
+        let mut syslog_header = String::with_capacity(128);
+        self.encode_header(severity, timestamp_ms, &mut syslog_header);
+        let event_class_id = alert::event_class_id(alert);
+        let draft = fit::Draft {
+            syslog_header: &syslog_header,
+            cef_header: alert::cef_header(alert, &event_class_id, severity),
+            extension: alert::extension(alert_event),
+        };
         let mut message = String::with_capacity(512);
-        self.encode_header(severity, timestamp_ms, &mut message);
-        alert::encode_alert(alert_event, severity, &mut message);
+        let fitted = fit::encode_within(draft, max_bytes, &mut message);
         debug_assert!(!message.contains(['\r', '\n']), "line break");
         out.extend_from_slice(message.as_bytes());
+        fitted
     }
 
     /// Returns the CEF severity of an alert: `severity[priority]` with the

@@ -21,7 +21,7 @@ pub const TAG_MAX_CHARS: usize = 32;
 pub const FACILITY_MAX: u8 = 23;
 
 /// Latest time a four-digit year can show: 9999-12-31T23:59:59.999Z.
-const LATEST_MS: i64 = 253_402_300_799_999;
+pub const LATEST_MS: i64 = 253_402_300_799_999;
 
 /// Syslog severity codes (RFC 5424 section 6.2.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

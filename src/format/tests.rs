@@ -584,3 +584,295 @@ fn tab_becomes_space() {
     assert!(!line.contains('\t'));
     assert_eq!(split(&line).1.get("msg"), Some("a b"));
 }
+
+// Fitting into `max_message_bytes`.
+
+const BUDGETS: [usize; 4] = [480, 600, 1024, 2048];
+
+fn encode_within(settings: FormatSettings, event: &Event, max_bytes: usize) -> (String, Fitted) {
+    let mut out = Vec::new();
+    let fitted = Formatter::new(settings).encode_within(event, NOW_MS, max_bytes, &mut out);
+    (String::from_utf8(out).expect("message is UTF-8"), fitted)
+}
+
+/// Returns the CEF record of a message with either syslog header. The
+/// test settings keep `CEF:0|` out of the syslog header.
+fn cef_part(message: &str) -> &str {
+    let start = message.find("CEF:0|").expect("message has a CEF record");
+    &message[start..]
+}
+
+/// An alert whose free-text fields all carry `text`.
+fn alert_with_text(text: &str) -> Alert {
+    Alert {
+        category_detail: Some(text.into()),
+        resolution: Some(text.into()),
+        status: Some(text.into()),
+        priority: Some(text.into()),
+        subject: Some(text.into()),
+        ..sample_alert()
+    }
+}
+
+/// A device whose free-text fields all carry `text`.
+fn device_with_text(text: &str) -> Device {
+    Device {
+        name: Some(text.into()),
+        category: Some(text.into()),
+        device_type: Some(text.into()),
+        manufacturer: Some(text.into()),
+        model: Some(text.into()),
+        ..sample_device()
+    }
+}
+
+/// The oversize alerts each budget must take.
+fn oversize_events() -> Vec<(&'static str, Event)> {
+    let backslashes = Alert {
+        status: Some("\\".repeat(3000)),
+        ..sample_alert()
+    };
+    let locks = Alert {
+        subject: Some("\u{1f512}".repeat(3000)),
+        ..sample_alert()
+    };
+    let plain = Alert {
+        subject: Some("a".repeat(100 * 1024)),
+        ..sample_alert()
+    };
+    let hostile = HOSTILE.repeat(300);
+    let escapes = "\\=|\r\n\u{1f512}\u{fc}".repeat(1000);
+    vec![
+        ("3000 backslashes in status", event(backslashes, None)),
+        (
+            "4000 equals signs",
+            event(alert_with_text(&"=".repeat(4000)), None),
+        ),
+        ("3000 locks in subject", event(locks, None)),
+        ("100 KB plain subject", event(plain, Some(sample_device()))),
+        (
+            "hostile mix",
+            event(alert_with_text(&hostile), Some(device_with_text(&hostile))),
+        ),
+        (
+            "escapes and multibyte",
+            event(alert_with_text(&escapes), Some(device_with_text(&escapes))),
+        ),
+    ]
+}
+
+/// Checks everything a shortened message must keep, whichever header.
+fn assert_fitted(message: &str, max_bytes: usize, case: &str) {
+    assert!(
+        message.len() <= max_bytes,
+        "{case}: {} bytes",
+        message.len()
+    );
+    assert!(!message.contains(['\r', '\n']), "{case}: line break");
+    let trailing = message.bytes().rev().take_while(|&b| b == b'\\');
+    assert_eq!(trailing.count() % 2, 0, "{case}: dangling backslash");
+
+    let record = parse_cef(cef_part(message)).expect("CEF record parses");
+    assert_eq!(record.get("externalId"), Some("900451"), "{case}");
+    assert_eq!(record.get("rt"), Some("1550637634000"), "{case}");
+    assert_eq!(record.get("start"), Some("1550637000000"), "{case}");
+    assert_eq!(record.get("dmac"), Some("00:40:17:6C:00:00"), "{case}");
+    assert_eq!(record.event_class_id, "alert:Threat", "{case}");
+    assert_eq!(record.vendor, "IoT Secure", "{case}");
+}
+
+#[test]
+fn oversize_alerts_fit_every_budget() {
+    let headers = [SyslogHeader::Rfc5424, SyslogHeader::Rfc3164];
+    for (case, event) in oversize_events() {
+        for header in headers {
+            for max_bytes in BUDGETS {
+                let (line, fitted) = encode_within(settings(header), &event, max_bytes);
+                let case = format!("{case}, {header:?}, {max_bytes} bytes");
+                // Key limits alone bring some cases under 2048 bytes.
+                assert_ne!(fitted, Fitted::TooLong, "{case}");
+                assert_fitted(&line, max_bytes, &case);
+            }
+        }
+    }
+}
+
+#[test]
+fn fitting_message_is_byte_identical() {
+    let event = event(sample_alert(), Some(sample_device()));
+    let whole = encode(&event);
+    let budgets = [usize::MAX, 65_536, 2048, whole.len()];
+    for max_bytes in budgets {
+        let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, max_bytes);
+        assert_eq!(fitted, Fitted::Whole, "{max_bytes}");
+        assert_eq!(line, whole, "{max_bytes}");
+    }
+}
+
+#[test]
+fn one_byte_over_is_shortened() {
+    let event = event(sample_alert(), Some(sample_device()));
+    let whole = encode(&event);
+    let max_bytes = whole.len() - 1;
+    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, max_bytes);
+    assert_eq!(fitted, Fitted::Shortened);
+    assert_fitted(&line, max_bytes, "one byte over");
+    // The longest value, `msg`, gives way and nothing else changes.
+    let (record, whole_record) = (split(&line).1, split(&whole).1);
+    let detail = "Outbound connection to a known botnet controlle";
+    assert_eq!(record.get("msg"), Some(detail));
+    assert_eq!(record.name, whole_record.name);
+    let others = |record: &CefRecord| {
+        let pairs = record.extension.iter();
+        pairs
+            .filter(|(key, _)| key != "msg")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(others(&record), others(&whole_record));
+}
+
+#[test]
+fn shortening_cuts_longest_value_first() {
+    let alert = Alert {
+        subject: Some("a".repeat(100 * 1024)),
+        ..sample_alert()
+    };
+    let (line, _) = encode_within(settings(SyslogHeader::Rfc5424), &event(alert, None), 600);
+    let record = split(&line).1;
+    let detail = "Outbound connection to a known botnet controller";
+    assert_eq!(record.get("msg"), Some(detail));
+    assert_eq!(record.get_labelled("status"), Some("open"));
+    assert!(record.name.len() > 200, "{}", record.name.len());
+    // Only the Name was cut, one-byte characters to the exact budget.
+    assert_eq!(line.len(), 600);
+}
+
+#[test]
+fn tight_budget_cuts_before_omitting() {
+    let alert = Alert {
+        subject: Some("a".repeat(100 * 1024)),
+        ..sample_alert()
+    };
+    let event = event(alert, Some(sample_device()));
+    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    assert_eq!(fitted, Fitted::Shortened);
+    assert_fitted(&line, 480, "tight budget");
+    let record = split(&line).1;
+    let msg = record.get("msg").expect("msg is cut, not omitted");
+    assert!(msg.len() >= fit::MIN_CUT_BYTES, "{msg:?}");
+    assert!("Outbound connection to a known botnet controller".starts_with(msg));
+    assert_eq!(record.get_labelled("status"), Some("open"));
+    // Device free text comes last in the pair order, so it goes first.
+    assert_eq!(record.get_labelled("deviceModel"), None);
+}
+
+#[test]
+fn shortened_name_keeps_minimum_chars() {
+    let text = "\u{1f512}".repeat(3000);
+    let event = event(alert_with_text(&text), Some(device_with_text(&text)));
+    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    assert_eq!(fitted, Fitted::Shortened);
+    let record = split(&line).1;
+    assert_eq!(record.name.chars().count(), fit::NAME_MIN_CHARS);
+}
+
+#[test]
+fn whole_values_are_omitted_not_cut() {
+    let device = Device {
+        hostname: Some("h".repeat(1023)),
+        ..device_with_text(&"x".repeat(4000))
+    };
+    let alert = Alert {
+        port: Some("80,443,8080".into()),
+        ..alert_with_text(&"y".repeat(4000))
+    };
+    let (line, fitted) = encode_within(
+        settings(SyslogHeader::Rfc5424),
+        &event(alert, Some(device)),
+        480,
+    );
+    assert_eq!(fitted, Fitted::Shortened);
+    assert_fitted(&line, 480, "whole values");
+    let record = split(&line).1;
+    let whole = [
+        ("dhost", "h".repeat(1023)),
+        ("dst", "192.168.1.20".to_owned()),
+        ("cs3", "80,443,8080".to_owned()),
+        ("cn1", "1".to_owned()),
+    ];
+    for (key, value) in whole {
+        let written = record.get(key);
+        assert!(written.is_none() || written == Some(&value), "{key}");
+    }
+    assert_eq!(record.get("dhost"), None, "1023 bytes cannot fit");
+}
+
+#[test]
+fn omitted_value_takes_its_label() {
+    let event = event(alert_with_text(&"z".repeat(4000)), Some(sample_device()));
+    let (line, _) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    let record = split(&line).1;
+    for (key, value) in &record.extension {
+        let Some(field) = key.strip_suffix("Label") else {
+            continue;
+        };
+        assert!(record.get(field).is_some(), "{key}={value} alone");
+    }
+}
+
+#[test]
+fn unfittable_message_is_too_long() {
+    let alert = Alert {
+        category: Some("c".repeat(1000)),
+        ..alert_with_text(&"y".repeat(4000))
+    };
+    let event = event(alert, Some(sample_device()));
+    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    assert_eq!(fitted, Fitted::TooLong);
+    // The shortest form is still a valid record, for the oversize policy.
+    let record = split(&line).1;
+    assert_eq!(record.get("externalId"), Some("900451"));
+    assert_eq!(record.event_class_id.len(), "alert:".len() + 1000);
+    assert_eq!(record.name.chars().count(), fit::NAME_MIN_CHARS);
+    assert_eq!(record.get("msg"), None);
+    assert_eq!(record.get("dst"), None);
+}
+
+#[test]
+fn out_of_range_times_are_omitted() {
+    let latest = 253_402_300_799;
+    let invalid = [-1, i64::MIN, latest + 1, i64::MAX];
+    for bad in invalid {
+        let alert = Alert {
+            modified: Some(bad),
+            ..sample_alert()
+        };
+        let (header, record) = split(&encode(&event(alert, None)));
+        assert_eq!(record.get("rt"), None, "{bad}");
+        assert_eq!(record.get("start"), Some("1550637000000"), "{bad}");
+        // The header falls back to `created`.
+        assert_eq!(header[1], "2019-02-20T04:30:00.000Z", "{bad}");
+
+        let alert = Alert {
+            modified: Some(bad),
+            created: Some(bad),
+            ..sample_alert()
+        };
+        let (header, record) = split(&encode(&event(alert, None)));
+        assert_eq!(record.get("start"), None, "{bad}");
+        assert_eq!(header[1], "2023-11-14T22:13:20.123Z", "{bad}");
+    }
+}
+
+#[test]
+fn time_range_bounds_are_kept() {
+    for (secs, rt) in [(0, "0"), (253_402_300_799, "253402300799000")] {
+        let alert = Alert {
+            modified: Some(secs),
+            ..sample_alert()
+        };
+        let record = record_of(&event(alert, None));
+        assert_eq!(record.get("rt"), Some(rt), "{secs}");
+    }
+}

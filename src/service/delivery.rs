@@ -1,7 +1,8 @@
 //! One delivery task per output: reads the outbox from the output's own
-//! position, encodes each event, sends the batch, and moves the
-//! position only after the transport accepted every message. An output
-//! that is down holds back only itself.
+//! position, encodes each event within the output's `max_message_bytes`,
+//! sends the batch, and moves the position only after the transport
+//! accepted every message. An output that is down holds back only
+//! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::format::Formatter;
+use crate::event::Event;
+use crate::format::{Fitted, Formatter};
 use crate::sink::Sink;
-use crate::state::{StateError, Store};
+use crate::state::{OutboxRow, StateError, Store};
 
 /// Outbox rows read and sent per batch.
 const BATCH: usize = 500;
@@ -69,7 +71,8 @@ impl Delivery {
                     continue;
                 }
                 let last = rows.last().map_or(position, |row| row.seq);
-                let messages = self.encode(&rows);
+                let max_bytes = sink.settings().max_message_bytes;
+                let messages = self.encode(&rows, max_bytes);
                 match sink.deliver(&messages, &abort).await {
                     Ok(done) => {
                         self.store.advance(&name, last, &self.outputs)?;
@@ -99,14 +102,24 @@ impl Delivery {
         }
     }
 
-    fn encode(&self, rows: &[crate::state::OutboxRow]) -> Vec<Vec<u8>> {
+    /// Encodes each readable row within `max_bytes`. The formatter
+    /// shortens values so the message stays valid CEF, and only a
+    /// message it cannot fit reaches the sink's oversize policy.
+    fn encode(&self, rows: &[OutboxRow], max_bytes: usize) -> Vec<Vec<u8>> {
         let now = self.clock.now_ms();
         let mut messages = Vec::with_capacity(rows.len());
+        let mut shortened = 0;
         for row in rows {
             match &row.event {
                 Ok(event) => {
                     let mut message = Vec::with_capacity(512);
-                    self.formatter.encode_at(event, now, &mut message);
+                    let fitted = self
+                        .formatter
+                        .encode_within(event, now, max_bytes, &mut message);
+                    if fitted == Fitted::Shortened {
+                        shortened += 1;
+                    }
+                    log_fitted(row.seq, event, fitted, message.len());
                     messages.push(message);
                 }
                 // Stored by a build whose event layout this one cannot
@@ -115,6 +128,34 @@ impl Delivery {
                     "outbox row cannot be read; skipped"),
             }
         }
+        // One line per batch, not per message, so a stream of long
+        // alerts does not flood the journal. Messages still too long are
+        // counted by the sink, which applies the oversize policy.
+        if shortened > 0 {
+            tracing::warn!(
+                shortened,
+                max_message_bytes = max_bytes,
+                "messages shortened to fit the output"
+            );
+        }
         messages
+    }
+}
+
+/// Logs, at debug level, which alert a shortened message carries.
+fn log_fitted(seq: i64, event: &Event, fitted: Fitted, bytes: usize) {
+    let Event::Alert(alert_event) = event;
+    let alert_id = alert_event.alert.alert_id.as_str();
+    match fitted {
+        Fitted::Whole => {}
+        Fitted::Shortened => {
+            tracing::debug!(seq, alert_id, bytes, "message shortened to fit")
+        }
+        Fitted::TooLong => tracing::debug!(
+            seq,
+            alert_id,
+            bytes,
+            "message too long even when shortened; oversize policy applies"
+        ),
     }
 }

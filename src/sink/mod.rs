@@ -187,6 +187,10 @@ fn prepare<'a>(messages: &'a [Vec<u8>], settings: &OutputSettings) -> (Vec<&'a [
 
 /// Returns the message within `max_bytes`, cut at a UTF-8 character
 /// boundary, or `None` when the policy drops oversize messages.
+///
+/// NOTE: the delivery task has the formatter fit each message first, so
+/// this cut only meets messages reported as `Fitted::TooLong`. It cuts
+/// the escaped bytes and can leave an invalid CEF record.
 pub fn fit(message: &[u8], max_bytes: usize, oversize: Oversize) -> Option<&[u8]> {
     if message.len() <= max_bytes {
         return Some(message);
