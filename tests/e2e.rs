@@ -278,3 +278,31 @@ async fn output_that_is_down_holds_back_only_itself() {
     );
     assert!(up.drain(Duration::from_millis(200)).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_alert_is_shortened_not_broken() {
+    let model = common::quiet_model(Clock::system(), Since::After);
+    let now = Clock::system().now_secs();
+    model.insert_alert(json!({
+        "alert_id": "777003", "subject": "\\".repeat(3_000),
+        "category_detail": "x".repeat(100_000), "status": "=".repeat(4_000),
+        "created": now - 60, "modified": now - 30
+    }));
+    let (api, _sim) = common::serve(&model).await;
+    let mut small = receiver(Protocol::Tcp).await;
+    let config = format!(
+        "{}max_message_bytes = 600\n",
+        output("small", small.addr, "tcp", "octet-counting")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let forwarder = common::over_http(dir.path(), api, &config);
+
+    forwarder.once().await.expect("once succeeds");
+
+    let messages = small.take(RECENT_ALERTS + 1, WAIT).await;
+    let oversize: Vec<&String> = messages.iter().filter(|m| m.contains("777003")).collect();
+    assert_eq!(oversize.len(), 1, "{messages:#?}");
+    assert!(oversize[0].len() <= 600, "{} bytes", oversize[0].len());
+    let fields = cef_fields(oversize[0]);
+    assert_eq!(fields.get("externalId").map(String::as_str), Some("777003"));
+}

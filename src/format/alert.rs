@@ -125,12 +125,21 @@ pub fn alert_time_ms(alert: &Alert) -> Option<i64> {
         .or_else(|| alert.created.and_then(epoch_ms))
 }
 
+/// Characters of the category kept in the event class id.
+const MAX_CATEGORY_IN_ID: usize = 64;
+
 /// `alert:<category>`, or `alert` without a category. It names the kind
 /// of event, so SIEM rules can key on it, and it never changes for a
 /// given category text.
 pub fn event_class_id(alert: &Alert) -> String {
     match alert.category.as_deref().filter(|c| has_text(c)) {
-        Some(category) => format!("alert:{}", category.trim()),
+        // Categories come from a short list in the API, but the value is
+        // API data: cap it so the id stays an id, and the fitting, which
+        // never cuts the id, can always fit the message.
+        Some(category) => {
+            let category: String = category.trim().chars().take(MAX_CATEGORY_IN_ID).collect();
+            format!("alert:{category}")
+        }
         None => "alert".to_owned(),
     }
 }

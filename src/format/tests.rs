@@ -828,12 +828,12 @@ fn unfittable_message_is_too_long() {
         ..alert_with_text(&"y".repeat(4000))
     };
     let event = event(alert, Some(sample_device()));
-    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 150);
     assert_eq!(fitted, Fitted::TooLong);
     // The shortest form is still a valid record, for the oversize policy.
     let record = split(&line).1;
     assert_eq!(record.get("externalId"), Some("900451"));
-    assert_eq!(record.event_class_id.len(), "alert:".len() + 1000);
+    assert_eq!(record.event_class_id.len(), "alert:".len() + 64);
     assert_eq!(record.name.chars().count(), fit::NAME_MIN_CHARS);
     assert_eq!(record.get("msg"), None);
     assert_eq!(record.get("dst"), None);
@@ -875,4 +875,17 @@ fn time_range_bounds_are_kept() {
         let record = record_of(&event(alert, None));
         assert_eq!(record.get("rt"), Some(rt), "{secs}");
     }
+}
+
+#[test]
+fn long_category_fits_smallest_budget() {
+    let alert = Alert {
+        category: Some("c".repeat(5000)),
+        ..alert_with_text(&"y".repeat(4000))
+    };
+    let event = event(alert, Some(sample_device()));
+    let (line, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    assert_eq!(fitted, Fitted::Shortened);
+    assert!(line.len() <= 480, "{} bytes", line.len());
+    assert_eq!(split(&line).1.get("externalId"), Some("900451"));
 }

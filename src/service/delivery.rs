@@ -17,8 +17,10 @@ use crate::format::{Fitted, Formatter};
 use crate::sink::Sink;
 use crate::state::{OutboxRow, StateError, Store};
 
-/// Outbox rows read and sent per batch.
-const BATCH: usize = 500;
+/// Outbox rows read and sent per batch. The position is committed after
+/// each batch, so this also bounds what a crash between send and commit
+/// can deliver twice.
+const BATCH: usize = 64;
 
 /// How often an idle task looks at the outbox without being woken.
 const IDLE_POLL: Duration = Duration::from_secs(1);
