@@ -35,6 +35,13 @@ const TAIL_MS: i64 = 3_600_000;
 /// How often the plan is recomputed from the ledger.
 const REPLAN_MS: i64 = 3_600_000;
 
+/// Share of an even spread over the time left that a request beyond the
+/// plan must leave unspent, on top of the last hour's share, so the rest
+/// of the day can still list.
+const BORROW_FLOOR_SHARE: f64 = 0.1;
+
+const DAY_MS: i64 = 86_400_000;
+
 /// The project's clock as governor reads it: time since the epoch,
 /// shifted ahead by the part of a token a replaced plan had earned, so
 /// replanning never discards progress toward the next request.
@@ -152,6 +159,22 @@ impl Pacer {
         }
     }
 
+    /// Takes a token like [`Pacer::check`], and when the plan has none,
+    /// still lets the request go if today's remaining budget stays above
+    /// a floor: one hour's share for the last hour and a tenth of an
+    /// even spread over the time left. A burst of alert changes is then
+    /// fetched at once from budget the rest of the day can spare,
+    /// instead of at the plan's pace, which the regular list calls use
+    /// up. Requests that go this way take no token, and the next plan
+    /// (hourly, or after a sync) starts from the lower remaining budget.
+    pub fn check_borrowing(&mut self, budget: &Budget) -> Result<Permit, StateError> {
+        let permit = self.check(budget)?;
+        if permit == Permit::Go || !may_borrow(budget)? {
+            return Ok(permit);
+        }
+        Ok(Permit::Go)
+    }
+
     /// Time between requests in the current plan.
     pub fn period(&self) -> Option<Duration> {
         self.plan.as_ref().map(|plan| millis(plan.period_ms))
@@ -199,6 +222,26 @@ impl Pacer {
             taken: 0,
         }
     }
+}
+
+/// Whether one request beyond the plan leaves today's budget above the
+/// floor that [`Pacer::check_borrowing`] describes.
+fn may_borrow(budget: &Budget) -> Result<bool, StateError> {
+    let day = budget.ledger()?;
+    if budget.is_closed(&day) {
+        return Ok(false);
+    }
+    let now = budget.server_now_ms();
+    let allowed = budget.allowed(&day);
+    let remaining = allowed - day.effective_used();
+    let end = next_day_start_ms(now);
+    let spread = allowed as f64 * BORROW_FLOOR_SHARE * (end - now) as f64 / DAY_MS as f64;
+    let tail = if now < end - TAIL_MS {
+        ((allowed + 23) / 24).max(1)
+    } else {
+        0
+    };
+    Ok(remaining > spread.ceil() as i64 + tail)
 }
 
 fn limiter(period_ms: i64, burst: u32, clock: PacerClock) -> Limiter {

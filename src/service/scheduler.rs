@@ -7,9 +7,11 @@
 //! has passed since the last one. The interval is what is left of the
 //! day divided by the requests left for listing: today's remaining
 //! budget less the pending details, the details expected for the rest
-//! of the day at the rate seen so far, and the syncs. Details go as soon
-//! as the pacer allows, so a list's details use the burst that built up
-//! since the previous list.
+//! of the day at the rate seen so far, and the syncs. Details go at once
+//! when the pacer has a token or the day's remaining budget can spare
+//! one beyond the plan (`Pacer::check_borrowing`): list calls use up the
+//! plan's tokens, so without borrowing a burst of changes would wait at
+//! the plan's pace, one detail per period.
 //!
 //! Pending alerts are fetched oldest listing first. When today's budget
 //! cannot carry the backlog, a WARN says how large it is, and the rest
@@ -102,7 +104,11 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let Some(job) = job else {
             return Ok(wait);
         };
-        if let Permit::Wait(wait) = self.pacer.check(&forwarder.budget)? {
+        let permit = match job {
+            Job::Detail => self.pacer.check_borrowing(&forwarder.budget)?,
+            Job::List | Job::Sync => self.pacer.check(&forwarder.budget)?,
+        };
+        if let Permit::Wait(wait) = permit {
             self.warn_if_spent()?;
             return Ok(wait);
         }

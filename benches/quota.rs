@@ -1,0 +1,204 @@
+//! Quota benchmark: simulated days in virtual time, comparing this
+//! crate's forwarder with a fixed-interval poller on the same alert
+//! changes, and printing Markdown tables.
+//!
+//! Per scenario and poller: requests per UTC day, the simulator's
+//! "limit reached" replies, the delay from an alert's modification to
+//! its storage in the outbox, and the longest time without a request.
+//! `docs/benchmarks.md` explains the method and records results.
+//!
+//! Run with `cargo bench --bench quota`; add a scenario name, or part
+//! of one, to run only matching scenarios.
+
+// A crate root looks for modules next to itself, so name the folder.
+#[path = "quota/fixed.rs"]
+mod fixed;
+#[path = "quota/forwarder.rs"]
+mod forwarder;
+#[path = "quota/load.rs"]
+mod load;
+#[path = "quota/stats.rs"]
+mod stats;
+
+use std::path::Path;
+
+use iotsecure_forwarder::api::License;
+use iotsecure_forwarder::clock::Clock;
+use iotsecure_forwarder::config::{self, Settings};
+use iotsecure_forwarder::sim::{Model, SimSettings, Since};
+
+use load::{Burst, Scenario};
+use stats::Figures;
+
+const API_KEY: &str = "bench-key-7d41e0";
+
+/// Seed of every scenario's change schedule.
+const SEED: u64 = 7;
+
+/// 40 % of each day's changes within 14:00-15:00 UTC.
+const BURST: Burst = Burst {
+    share: 0.4,
+    hour: 14,
+};
+
+fn scenarios() -> Vec<Scenario> {
+    let enterprise = |name, changes_per_day, burst| Scenario {
+        name,
+        license: License::Enterprise,
+        changes_per_day,
+        burst,
+        days: 2,
+    };
+    vec![
+        enterprise("enterprise-500", 500, None),
+        enterprise("enterprise-500-burst", 500, Some(BURST)),
+        enterprise("enterprise-2000", 2_000, None),
+        enterprise("enterprise-2000-burst", 2_000, Some(BURST)),
+        enterprise("enterprise-4000", 4_000, None),
+        enterprise("enterprise-4000-burst", 4_000, Some(BURST)),
+        Scenario {
+            name: "developer-20",
+            license: License::Developer,
+            changes_per_day: 20,
+            burst: None,
+            days: 3,
+        },
+        Scenario {
+            name: "demo-2",
+            license: License::Demo,
+            changes_per_day: 2,
+            burst: None,
+            days: 4,
+        },
+    ]
+}
+
+/// A simulator with no generated alerts, so every change is one the
+/// scenario injected.
+fn model(clock: Clock, license: License) -> Model {
+    let mut settings = SimSettings::new(clock);
+    settings.api_keys = vec![API_KEY.to_owned()];
+    settings.license = license;
+    settings.since = Since::After;
+    settings.devices = 5;
+    settings.alert_rate_per_hour = 0.0;
+    Model::new(settings)
+}
+
+/// The forwarder's settings: defaults except the licence. The output
+/// is never opened, because the benchmark polls without delivering.
+fn settings(dir: &Path, license: License) -> Settings {
+    std::fs::write(dir.join("api-key"), API_KEY).expect("write key file");
+    let name = format!("{license:?}").to_lowercase();
+    let text = format!(
+        "[api]\nurl = \"http://127.0.0.1:9/\"\napi_key_file = \"api-key\"\n\n\
+         [state]\npath = \"state.db\"\n\n[quota]\nlicense = \"{name}\"\n\n\
+         [[output]]\nname = \"none\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n"
+    );
+    let path = dir.join("forwarder.toml");
+    std::fs::write(&path, &text).expect("write config");
+    config::parse(&path, &text).expect("bench config validates")
+}
+
+/// A state folder on tmpfs where there is one: a run commits tens of
+/// thousands of transactions, and fsync on a disk would dominate.
+fn state_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().expect("temp dir")
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument filters.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    for scenario in scenarios() {
+        if !filter.is_empty() && !filter.iter().any(|f| scenario.name.contains(f.as_str())) {
+            continue;
+        }
+        let changes = load::schedule(&scenario, SEED);
+        let ours = stats::figures(&scenario, &changes, &forwarder::run(&scenario, &changes));
+        let baseline = stats::figures(&scenario, &changes, &fixed::run(&scenario, &changes));
+        print_scenario(&scenario, &ours, &baseline);
+    }
+}
+
+fn print_scenario(scenario: &Scenario, ours: &Figures, baseline: &Figures) {
+    let burst = scenario.burst.map_or("none".to_owned(), |burst| {
+        format!(
+            "{:.0} % within {:02}:00-{:02}:00 UTC",
+            burst.share * 100.0,
+            burst.hour,
+            burst.hour + 1
+        )
+    });
+    println!("### {}\n", scenario.name);
+    println!(
+        "{:?}, {} requests/day, {} changes/day, burst: {burst}, {} days + 1 quiet day. \
+         List budget B = {}, fixed interval I = {:.1} s, bound = {:.1} s.\n",
+        scenario.license,
+        scenario.allowed(),
+        scenario.changes_per_day,
+        scenario.days,
+        scenario.list_budget(),
+        scenario.fixed_interval_ms() as f64 / 1e3,
+        scenario.bound_ms() / 1e3,
+    );
+    println!(
+        "| poller | requests per day | limit hits | counted (superseded, undelivered) \
+         | p50 s | p95 s | max s | mean s | mean / bound | blind s | wall s |"
+    );
+    println!("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    print_row("forwarder", scenario, ours);
+    print_row("fixed interval", scenario, baseline);
+    println!();
+    print_checks(scenario, ours, baseline);
+}
+
+fn print_row(name: &str, scenario: &Scenario, figures: &Figures) {
+    let per_day: Vec<String> = figures.per_day.iter().map(usize::to_string).collect();
+    println!(
+        "| {name} | {} | {} | {} ({}, {}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} |",
+        per_day.join(" / "),
+        figures.limit_hits,
+        figures.counted,
+        figures.superseded,
+        figures.undelivered,
+        figures.p50_s,
+        figures.p95_s,
+        figures.max_s,
+        figures.mean_s,
+        figures.mean_s * 1e3 / scenario.bound_ms(),
+        figures.blind_s,
+        figures.wall_s,
+    );
+}
+
+fn print_checks(scenario: &Scenario, ours: &Figures, baseline: &Figures) {
+    let verdict = |held: bool| if held { "holds" } else { "MISSED" };
+    println!("- zero limit hits: {}", verdict(ours.limit_hits == 0));
+    let ratio = ours.mean_s * 1e3 / scenario.bound_ms();
+    println!(
+        "- mean within 1.25 x bound: {} ({ratio:.2})",
+        verdict(ratio <= 1.25)
+    );
+    if scenario.burst.is_some() {
+        let p95 = baseline.p95_s / ours.p95_s.max(1e-3);
+        let blind = baseline.blind_s / ours.blind_s.max(1e-3);
+        println!(
+            "- p95 at least 2x better than fixed: {} ({p95:.2}x)",
+            verdict(p95 >= 2.0)
+        );
+        println!(
+            "- blind time at least 2x better than fixed: {} ({blind:.2}x)",
+            verdict(blind >= 2.0)
+        );
+    }
+    println!();
+}
