@@ -188,6 +188,12 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 
 fn status(path: &Path, json: bool) -> anyhow::Result<()> {
     let settings = load(path)?;
+    if !settings.state.path.exists() {
+        anyhow::bail!(
+            "no state database at {}: has the forwarder run with this config yet?",
+            settings.state.path.display()
+        );
+    }
     let status = service::status::read(&settings, &Clock::system()).with_context(|| {
         format!(
             "cannot read the state database {}",

@@ -67,8 +67,14 @@ fn state_dir() -> tempfile::TempDir {
 
 impl Week {
     fn new(license: License, alerts_per_hour: f64, extra: &str) -> Week {
+        Week::skewed(license, alerts_per_hour, extra, 0)
+    }
+
+    /// A week whose simulator clock runs `skew_ms` ahead of the
+    /// forwarder's (behind when negative).
+    fn skewed(license: License, alerts_per_hour: f64, extra: &str, skew_ms: i64) -> Week {
         let clock = Clock::tokio(WEEK_START_MS);
-        let mut settings = SimSettings::new(clock.clone());
+        let mut settings = SimSettings::new(clock.with_offset_ms(skew_ms));
         settings.api_keys = vec![common::KEY.to_owned()];
         settings.license = license;
         settings.since = Since::After;
@@ -91,11 +97,15 @@ impl Week {
     }
 
     fn forwarder(&self) -> Forwarder<Recording> {
+        self.forwarder_with_key(common::KEY)
+    }
+
+    fn forwarder_with_key(&self, key: &str) -> Forwarder<Recording> {
         let settings = common::settings(self.dir.path(), "http://127.0.0.1:9/", &self.config);
         let transport = Recording {
             inner: InMemory {
                 model: self.model.clone(),
-                api_key: common::KEY.to_owned(),
+                api_key: key.to_owned(),
             },
             clock: self.clock.clone(),
             log: self.log.clone(),
@@ -359,4 +369,66 @@ async fn small_licences_overloaded_stay_in_quota() {
         let delivered = week.delivered(&forwarder).len();
         assert!(delivered > 0, "{case}: some alerts delivered");
     }
+}
+
+/// Restarts while the server's clock is hours ahead: requests count on
+/// the server's day from the first one of each process.
+#[tokio::test(start_paused = true)]
+async fn restarts_with_skewed_clock_stay_in_quota() {
+    let week = Week::skewed(License::Demo, 1.0, "", 6 * HOUR_MS);
+    for _ in 0..(3 * 48) {
+        let forwarder = week.forwarder();
+        week.poll_for(&forwarder, Duration::from_millis((HOUR_MS / 2) as u64))
+            .await;
+    }
+    assert_never_over(&week, 5, "demo, server 6 h ahead, restarts");
+}
+
+/// Another tool spends part of the quota while a backlog is pending: the
+/// periodic sync still runs every six hours and sees it, so the
+/// forwarder never meets the server's limit.
+#[tokio::test(start_paused = true)]
+async fn sync_runs_despite_a_backlog() {
+    let week = Week::new(License::Enterprise, 1_000.0, "");
+    let forwarder = week.forwarder();
+    week.poll_for(&forwarder, Duration::from_millis((3 * HOUR_MS) as u64))
+        .await;
+    week.model.spend(200);
+    week.poll_for(&forwarder, Duration::from_millis((21 * HOUR_MS) as u64))
+        .await;
+    let syncs = week
+        .requests()
+        .iter()
+        .filter(|(_, action)| *action == "getAPIKey")
+        .count();
+    assert!(syncs >= 4, "{syncs} syncs in a day");
+    assert_eq!(week.model.limit_replies(), 0, "the sync saw the other tool");
+    assert_last_hours_polled(&week, 1, "backlog with another tool");
+}
+
+/// A reserve that leaves one request a day still delivers alerts.
+#[tokio::test(start_paused = true)]
+async fn one_request_a_day_alternates_lists_and_details() {
+    let week = Week::new(License::Demo, 0.0, "reserve = 4");
+    let forwarder = week.forwarder();
+    week.poll_for(&forwarder, Duration::from_millis(6 * DAY_MS as u64))
+        .await;
+    assert_never_over(&week, 1, "reserve 4 of 5");
+    let delivered = week.delivered(&forwarder).len();
+    assert!(delivered >= 2, "{delivered} alerts delivered in 6 days");
+}
+
+/// A rejected key backs off from a minute to an hour.
+#[tokio::test(start_paused = true)]
+async fn invalid_key_backs_off_to_an_hour() {
+    let week = Week::new(License::Developer, 1.0, "");
+    let forwarder = week.forwarder_with_key("wrong-key");
+    week.poll_for(&forwarder, Duration::from_millis((12 * HOUR_MS) as u64))
+        .await;
+    let requests = week.requests().len();
+    assert!(
+        requests <= 20,
+        "{requests} requests in 12 hours with a bad key"
+    );
+    assert!(requests >= 8, "{requests} requests: it keeps trying");
 }

@@ -34,17 +34,29 @@ pub struct Budget {
     store: Arc<Store>,
     clock: Clock,
     quota: QuotaSettings,
-    /// Server time minus local time, from the last `Date` header.
+    /// Server time minus local time, from the last `Date` header. Kept
+    /// in the state database, so a new process counts its first
+    /// requests on the server's day too.
     server_offset_ms: AtomicI64,
+    /// `request_limit` from the last sync, 0 when unknown. Kept in the
+    /// state database, so it holds across day turns and restarts.
+    server_limit: AtomicI64,
 }
+
+/// Names of the values the budget keeps in the state database.
+const OFFSET_KEY: &str = "server_offset_ms";
+const LIMIT_KEY: &str = "server_limit";
 
 impl Budget {
     pub fn new(store: Arc<Store>, clock: Clock, quota: QuotaSettings) -> Self {
+        let offset = store.counter(OFFSET_KEY).unwrap_or(0);
+        let limit = store.counter(LIMIT_KEY).unwrap_or(0);
         Budget {
             store,
             clock,
             quota,
-            server_offset_ms: AtomicI64::new(0),
+            server_offset_ms: AtomicI64::new(offset),
+            server_limit: AtomicI64::new(limit),
         }
     }
 
@@ -65,9 +77,12 @@ impl Budget {
     /// Requests per day this forwarder may spend: the smaller of the
     /// configured and the server's limit, less the reserve.
     pub fn allowed(&self, day: &LedgerDay) -> i64 {
-        let limit = match day.server_limit {
-            Some(server) if server > 0 => server.min(self.quota.daily_limit),
-            _ => self.quota.daily_limit,
+        let known = self.server_limit.load(Ordering::Relaxed);
+        let server = day.server_limit.unwrap_or(known);
+        let limit = if server > 0 {
+            server.min(self.quota.daily_limit)
+        } else {
+            self.quota.daily_limit
         };
         (limit - self.quota.reserve).max(0)
     }
@@ -93,7 +108,10 @@ impl Budget {
         if self.is_closed(&day) {
             return Err(spent);
         }
-        match self.store.ledger_take(&today, allowed, self.clock.now_ms()) {
+        match self
+            .store
+            .ledger_take(&today, allowed, self.server_now_ms())
+        {
             Ok(Some(day)) => Ok(day),
             Ok(None) => Err(spent),
             Err(error) => Err(ledger_error(action, &error)),
@@ -123,15 +141,26 @@ impl Budget {
         let Some(requests) = info.requests else {
             return Ok(());
         };
+        if let Some(limit) = info.request_limit.filter(|limit| *limit > 0) {
+            self.server_limit.store(limit, Ordering::Relaxed);
+            self.store.set_counter(LIMIT_KEY, limit)?;
+        }
         let now = self.clock.now_ms();
         self.store
             .ledger_sync(&self.today(), requests, info.request_limit, now)
     }
 
     fn note_server_time(&self, reply: &Reply) {
-        if let Some(time) = reply.server_time {
-            let offset = time.timestamp_millis() - self.clock.now_ms();
-            self.server_offset_ms.store(offset, Ordering::Relaxed);
+        let Some(time) = reply.server_time else {
+            return;
+        };
+        let offset = time.timestamp_millis() - self.clock.now_ms();
+        let previous = self.server_offset_ms.swap(offset, Ordering::Relaxed);
+        // The Date header has whole seconds: store only real changes.
+        if (offset - previous).abs() >= 2_000 {
+            if let Err(error) = self.store.set_counter(OFFSET_KEY, offset) {
+                tracing::warn!(%error, "cannot store the server clock offset");
+            }
         }
     }
 }

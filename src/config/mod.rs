@@ -131,6 +131,16 @@ fn read_key_file(config: &Path, file: &Path) -> Result<ApiKey, ConfigError> {
         )
     })?;
     let key = text.trim();
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::key(
+            config,
+            "api.api_key_file",
+            format!(
+                "the key file {} must contain the key alone on one line",
+                file.display()
+            ),
+        ));
+    }
     if key.is_empty() {
         return Err(ConfigError::key(
             config,

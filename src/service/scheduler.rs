@@ -33,6 +33,9 @@ const MIN_LIST_SHARE: f64 = 0.1;
 
 const DAY_MS: f64 = 86_400_000.0;
 
+/// Wait before a failed sync is tried again.
+const SYNC_RETRY_MS: i64 = 15 * 60_000;
+
 /// Longest sleep between two looks at the state.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -48,7 +51,9 @@ pub struct Scheduler<'a, T> {
     pacer: Pacer,
     started_ms: i64,
     details: u64,
-    synced_once: bool,
+    /// When a failed sync may be tried again.
+    sync_retry_at: Option<i64>,
+    last_job: Option<Job>,
     failures: u32,
     warned_backlog: Option<String>,
     warned_spent: Option<String>,
@@ -65,7 +70,8 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             pacer: Pacer::new(forwarder.clock.clone(), quota.burst_window),
             started_ms: forwarder.clock.now_ms(),
             details: 0,
-            synced_once: !quota.sync,
+            sync_retry_at: None,
+            last_job: None,
             failures: 0,
             warned_backlog: None,
             warned_spent: None,
@@ -76,10 +82,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     pub async fn run(&mut self, shutdown: &CancellationToken) {
         while !shutdown.is_cancelled() {
             let wait = match self.step().await {
-                Ok(wait) => {
-                    self.failures = 0;
-                    wait
-                }
+                Ok(wait) => wait,
                 Err(error) => self.after_failure(&error),
             };
             if wait.is_zero() {
@@ -132,18 +135,22 @@ impl<'a, T: Transport> Scheduler<'a, T> {
                 }
             }
         }
+        // Only a request that went through ends a run of failures; a
+        // pacer wait does not, or the backoff would never grow.
+        self.failures = 0;
+        self.last_job = Some(job);
         Ok(Duration::ZERO)
     }
 
     /// The job that is due now, or how long until one is.
     fn next_job(&mut self) -> Result<(Option<Job>, Duration), SourceError> {
         let forwarder = self.forwarder;
-        if !self.synced_once {
-            // A restart soon after a sync does not sync again.
-            if self.sync_due()? {
-                return Ok((Some(Job::Sync), Duration::ZERO));
-            }
-            self.synced_once = true;
+        // An overdue sync goes first: other tools may have spent the
+        // quota, and the plan must know before it spends more. A restart
+        // soon after a sync does not sync again, since the ledger says
+        // when the last one was.
+        if self.sync_due()? {
+            return Ok((Some(Job::Sync), Duration::ZERO));
         }
         let now = forwarder.clock.now_ms();
         let (pending, interval) = self.plan_lists(now)?;
@@ -152,7 +159,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         if !forwarder.settings.alerts.enabled {
             return Ok((self.sync_due()?.then_some(Job::Sync), MAX_SLEEP));
         }
-        if now >= due_at {
+        if now >= due_at && !self.detail_before_list(pending)? {
             return Ok((Some(Job::List), Duration::ZERO));
         }
         if forwarder.store.has_pending(SOURCE)? {
@@ -163,6 +170,19 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             return Ok((Some(Job::Sync), Duration::ZERO));
         }
         Ok((None, Duration::from_millis((due_at - now) as u64)))
+    }
+
+    /// Whether a detail should go before a due list: after a list, when
+    /// today's budget cannot carry the pending alerts, so that a budget
+    /// of one or two requests a day alternates lists and details instead
+    /// of listing only.
+    fn detail_before_list(&self, pending: i64) -> Result<bool, SourceError> {
+        if pending == 0 || self.last_job != Some(Job::List) {
+            return Ok(false);
+        }
+        let budget = &self.forwarder.budget;
+        let day = budget.ledger()?;
+        Ok(budget.allowed(&day) - day.effective_used() <= pending)
     }
 
     /// The pending count and the list interval, recomputed at most once
@@ -209,6 +229,10 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         if !quota.sync {
             return Ok(false);
         }
+        let now = self.forwarder.clock.now_ms();
+        if self.sync_retry_at.is_some_and(|at| now < at) {
+            return Ok(false);
+        }
         let day = self.forwarder.budget.ledger()?;
         let now = self.forwarder.clock.now_ms();
         Ok(day
@@ -218,9 +242,12 @@ impl<'a, T: Transport> Scheduler<'a, T> {
 
     async fn sync(&mut self) -> Result<(), SourceError> {
         let forwarder = self.forwarder;
+        // A failed sync is retried after a while, so it cannot take every
+        // request while the API refuses it.
+        self.sync_retry_at = Some(forwarder.clock.now_ms() + SYNC_RETRY_MS);
         let info = forwarder.client.get_api_key().await?;
+        self.sync_retry_at = None;
         forwarder.budget.record_sync(&info)?;
-        self.synced_once = true;
         let day = forwarder.budget.ledger()?;
         tracing::info!(
             account = info.account_name.as_deref().unwrap_or("-"),

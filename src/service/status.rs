@@ -64,16 +64,19 @@ pub struct Output {
 /// Reads the status of the forwarder configured by `settings`.
 pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
     let store = Store::open_read_only(&settings.state.path)?;
-    let now = clock.now_ms();
+    // The daemon keeps its days on the server's clock.
+    let now = clock.now_ms() + store.counter("server_offset_ms")?;
     let day = store.ledger_day(&day_of(now))?;
     let quota = &settings.quota;
-    let limit = match day.server_limit {
-        Some(server) if server > 0 => server.min(quota.daily_limit),
-        _ => quota.daily_limit,
+    let server = day.server_limit.unwrap_or(store.counter("server_limit")?);
+    let limit = if server > 0 {
+        server.min(quota.daily_limit)
+    } else {
+        quota.daily_limit
     };
     let remaining = (limit - quota.reserve - day.effective_used()).max(0);
     let next_reset = next_day_start_ms(now);
-    let pace_ms = (remaining > 0).then(|| (next_reset - now) / remaining);
+    let pace_ms = pace_ms(now, next_reset, limit - quota.reserve, remaining);
     let next_request = pace_ms.map(|pace| day.last_request_ms.map_or(now, |last| last + pace));
     let stamp = |ms: i64| datetime_from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut outputs = Vec::new();
@@ -115,6 +118,18 @@ pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
         overlap_refetches: store.counter("overlap_refetches")?,
         duplicates_dropped: store.counter("duplicates_dropped")?,
     })
+}
+
+/// The pacer's period: what is left of the day over the requests left,
+/// with one hour's share held back for the day's last hour.
+fn pace_ms(now: i64, next_reset: i64, allowed: i64, remaining: i64) -> Option<i64> {
+    let tail_start = next_reset - 3_600_000;
+    let (horizon, planned) = if now < tail_start {
+        (tail_start - now, remaining - ((allowed + 23) / 24).max(1))
+    } else {
+        (next_reset - now, remaining)
+    };
+    (planned > 0).then(|| horizon / planned)
 }
 
 impl Status {

@@ -359,6 +359,16 @@ impl Store {
         bump(&self.conn(), name, delta)
     }
 
+    /// Sets a named value, such as the last known server clock offset.
+    pub fn set_counter(&self, name: &str, value: i64) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO counter (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![name, value],
+        )?;
+        Ok(())
+    }
+
     pub fn counter(&self, name: &str) -> Result<i64, StateError> {
         let value = self
             .conn()
