@@ -1,21 +1,25 @@
 //! The poll loop: picks the next request by priority and sends it when
 //! the pacer allows.
 //!
-//! Priorities, highest first: the sync at start (so the day's plan knows
-//! what other tools spent), listing alerts when a list is due, alert
-//! details, then the periodic sync. A list is due when the list interval
-//! has passed since the last one. The interval is what is left of the
-//! day divided by the requests left for listing: today's remaining
-//! budget less the pending details, the details expected for the rest
-//! of the day at the rate seen so far, and the syncs. Details go at once
-//! when the pacer has a token or the day's remaining budget can spare
-//! one beyond the plan (`Pacer::check_borrowing`): list calls use up the
-//! plan's tokens, so without borrowing a burst of changes would wait at
-//! the plan's pace, one detail per period.
+//! Priorities, highest first: a sync that is due, at start and every
+//! `sync_interval` (so the day's plan counts what other tools spent),
+//! listing alerts when a list is due, then alert details. After a list,
+//! a detail goes first when today's budget cannot carry the pending
+//! alerts, so a tiny budget alternates the two.
 //!
-//! Pending alerts are fetched oldest listing first. When today's budget
-//! cannot carry the backlog, a WARN says how large it is, and the rest
-//! carries over to the next day.
+//! A list is due when the list interval has passed since the last one.
+//! The interval is what is left of the day divided by the requests left
+//! for listing: today's remaining budget less the pending details, the
+//! details expected for the rest of the day at the rate seen so far, and
+//! the syncs. Details go at once when the pacer has a token or the day's
+//! remaining budget can spare one beyond the plan
+//! (`Pacer::check_borrowing`). List calls use up the plan's tokens, so
+//! without borrowing a burst of changes would wait at the plan's pace,
+//! one detail per period.
+//!
+//! Pending alerts are fetched in the order they were listed, ids that
+//! failed going last. When today's budget cannot carry the backlog, a
+//! WARN says how large it is, and the rest carries over to the next day.
 
 use std::time::Duration;
 
