@@ -58,6 +58,8 @@ pub struct Scheduler<'a, T> {
     /// When a failed sync may be tried again.
     sync_retry_at: Option<i64>,
     last_job: Option<Job>,
+    /// Events stored since the last list call, for the cycle's log line.
+    stored_since_list: usize,
     failures: u32,
     warned_backlog: Option<String>,
     warned_spent: Option<String>,
@@ -76,6 +78,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             details: 0,
             sync_retry_at: None,
             last_job: None,
+            stored_since_list: 0,
             failures: 0,
             warned_backlog: None,
             warned_spent: None,
@@ -134,6 +137,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             Job::Detail => {
                 source.fetch_pending(1, &mut report).await?;
                 self.details += 1;
+                self.stored_since_list += report.stored;
                 if report.stored > 0 {
                     forwarder.wake.notify_waiters();
                 }
@@ -308,7 +312,9 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Ok(())
     }
 
-    fn log_cycle(&self, report: &CycleReport) {
+    /// Logs one line per poll cycle, a cycle being a list call and the
+    /// details fetched since the previous one.
+    fn log_cycle(&mut self, report: &CycleReport) {
         let used = self
             .forwarder
             .budget
@@ -319,6 +325,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         tracing::info!(
             listed = report.listed,
             pending,
+            stored = std::mem::take(&mut self.stored_since_list),
             requests_today = used,
             period_s = self.pacer.period().map(|p| p.as_secs()),
             "alerts listed"
