@@ -142,3 +142,18 @@ fn newer_schema_is_rejected() {
     let error = Store::open(&path).err().expect("rejected");
     assert!(matches!(error, StateError::TooNew { .. }), "{error}");
 }
+
+#[test]
+fn expired_dedup_key_is_forgotten() {
+    let (_dir, store) = temp_store();
+    let event = alert_event("1", 50);
+    store
+        .commit_event("alerts", "1", &event, 0, 1_000)
+        .expect("first");
+    assert_eq!(store.expire_dedup(999).expect("expire"), 0);
+    assert_eq!(store.expire_dedup(1_001).expect("expire"), 1);
+    let again = store
+        .commit_event("alerts", "1", &event, 0, 5_000)
+        .expect("again");
+    assert_eq!(again, Stored::New);
+}
