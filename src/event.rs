@@ -22,7 +22,7 @@ pub struct AlertEvent {
 }
 
 impl Event {
-    /// The key that identifies this event among everything delivered:
+    /// Returns the key that identifies this event among everything delivered:
     /// an alert modification is `(alert_id, modified)`.
     pub fn dedup_key(&self) -> String {
         match self {
@@ -30,7 +30,7 @@ impl Event {
         }
     }
 
-    /// The event's own time in epoch milliseconds: for an alert, when it
+    /// Returns the event's own time in epoch milliseconds: for an alert, when it
     /// was last modified (or created). `None` when the record has no time.
     pub fn time_ms(&self) -> Option<i64> {
         match self {
@@ -42,7 +42,7 @@ impl Event {
         }
     }
 
-    /// A short name for logs and metrics.
+    /// Returns a short name for logs and metrics.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Event::Alert(_) => "alert",
@@ -50,7 +50,7 @@ impl Event {
     }
 }
 
-/// The dedup key of an alert modification: `(alert_id, modified)` plus
+/// Builds the dedup key of an alert modification: `(alert_id, modified)` plus
 /// a hash of the record's documented fields. The hash keeps two changes
 /// made within the same second apart (`modified` has one-second
 /// resolution), while a record fetched again unchanged still matches.

@@ -29,7 +29,7 @@ fn forwarder(command: &str, config: &std::path::Path) -> Child {
         .expect("forwarder starts")
 }
 
-/// Waits until the outbox holds `count` events, reading the database as
+/// Waits until the outbox contains `count` events, reading the database as
 /// `status` would while the forwarder writes it.
 async fn wait_for_outbox(path: &std::path::Path, count: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -49,7 +49,7 @@ async fn wait_for_outbox(path: &std::path::Path, count: i64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_between_fetch_and_delivery_loses_and_repeats_nothing() {
+async fn killed_before_delivery_sends_once() {
     let model = common::quiet_model(Clock::system(), Since::After);
     let (api, _sim) = common::serve(&model).await;
     // Nothing listens on the output's port yet, so fetched alerts wait
@@ -85,7 +85,8 @@ async fn killed_between_fetch_and_delivery_loses_and_repeats_nothing() {
     assert!(extra.is_empty(), "nothing twice: {extra:?}");
 }
 
-/// `status --json` reads the database while the daemon holds it.
+/// Checks that `status --json` reads the database while the daemon
+/// has it open.
 fn assert_status_reads_while_running(config: &std::path::Path) {
     let output = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
         .args(["status", "--json", "--config"])

@@ -3,7 +3,7 @@
 //! takes seconds. Checked: the simulator's own per-day count, its
 //! "limit reached" replies, that every alert arrives in its latest
 //! state when the quota can carry the load, that every day with work
-//! left sees a request in its last hour, restarts, and a mid-day "limit
+//! left gets a request in its last hour, restarts, and a mid-day "limit
 //! reached" caused by another tool.
 
 mod common;
@@ -53,7 +53,7 @@ struct Week {
     config: String,
 }
 
-/// A state folder on tmpfs where there is one: the tests commit tens of
+/// Creates a state folder on tmpfs where there is one: the tests commit tens of
 /// thousands of transactions, and fsync on a disk would dominate.
 fn state_dir() -> tempfile::TempDir {
     let shm = std::path::Path::new("/dev/shm");
@@ -70,7 +70,7 @@ impl Week {
         Week::skewed(license, alerts_per_hour, extra, 0)
     }
 
-    /// A week whose simulator clock runs `skew_ms` ahead of the
+    /// Creates a week whose simulator clock runs `skew_ms` ahead of the
     /// forwarder's (behind when negative).
     fn skewed(license: License, alerts_per_hour: f64, extra: &str, skew_ms: i64) -> Week {
         let clock = Clock::tokio(WEEK_START_MS);
@@ -385,7 +385,7 @@ async fn restarts_with_skewed_clock_stay_in_quota() {
 }
 
 /// Another tool spends part of the quota while a backlog is pending: the
-/// periodic sync still runs every six hours and sees it, so the
+/// periodic sync still runs every six hours and counts it, so the
 /// forwarder never meets the server's limit.
 #[tokio::test(start_paused = true)]
 async fn sync_runs_despite_a_backlog() {

@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::QuotaSettings;
 use crate::state::{LedgerDay, StateError, Store};
 
-pub use pacer::{Pacer, Permit};
+pub use pacer::{Pacer, Permit, planned_period_ms};
 
 /// Maximum random delay added after 00:00 UTC before a closed day
 /// reopens, so that tools sharing a key do not all call at once.
@@ -39,7 +39,7 @@ pub struct Budget {
     /// requests on the server's day too.
     server_offset_ms: AtomicI64,
     /// `request_limit` from the last sync, 0 when unknown. Kept in the
-    /// state database, so it holds across day turns and restarts.
+    /// state database, so it lasts across day turns and restarts.
     server_limit: AtomicI64,
 }
 
@@ -64,7 +64,8 @@ impl Budget {
         &self.quota
     }
 
-    /// The current time on the server's clock, as far as it is known.
+    /// Returns the current time on the server's clock, as far as it is
+    /// known.
     pub fn server_now_ms(&self) -> i64 {
         self.clock.now_ms() + self.server_offset_ms.load(Ordering::Relaxed)
     }
@@ -77,14 +78,19 @@ impl Budget {
     /// Requests per day this forwarder may spend: the smaller of the
     /// configured and the server's limit, less the reserve.
     pub fn allowed(&self, day: &LedgerDay) -> i64 {
+        (self.limit(day) - self.quota.reserve).max(0)
+    }
+
+    /// Returns the organization's daily limit: the smaller of the
+    /// configured one and the server's, when a sync reported it.
+    pub fn limit(&self, day: &LedgerDay) -> i64 {
         let known = self.server_limit.load(Ordering::Relaxed);
         let server = day.server_limit.unwrap_or(known);
-        let limit = if server > 0 {
+        if server > 0 {
             server.min(self.quota.daily_limit)
         } else {
             self.quota.daily_limit
-        };
-        (limit - self.quota.reserve).max(0)
+        }
     }
 
     pub fn ledger(&self) -> Result<LedgerDay, StateError> {
@@ -118,7 +124,7 @@ impl Budget {
         }
     }
 
-    /// Whether `day` was closed by a "limit reached" reply and has not
+    /// Checks whether `day` was closed by a "limit reached" reply and has not
     /// reopened yet.
     pub fn is_closed(&self, day: &LedgerDay) -> bool {
         day.closed_until_ms
@@ -126,7 +132,7 @@ impl Budget {
     }
 
     /// Closes today until the next 00:00 UTC plus a little jitter, after
-    /// the server said the organization's limit is reached. Returns when
+    /// the server replied that the organization's limit is reached. Returns when
     /// polling resumes, on the local clock.
     pub fn close_day(&self) -> Result<i64, StateError> {
         let jitter = rand::random_range(0..REOPEN_JITTER_MS);
@@ -172,7 +178,7 @@ fn ledger_error(action: &'static str, error: &StateError) -> ApiError {
     }
 }
 
-/// The UTC date of `ms`, `YYYY-MM-DD`.
+/// Formats the UTC date of `ms` as `YYYY-MM-DD`.
 pub fn day_of(ms: i64) -> String {
     crate::clock::datetime_from_ms(ms)
         .format("%Y-%m-%d")
@@ -191,7 +197,7 @@ pub fn next_day_start_ms(ms: i64) -> i64 {
     date.and_time(NaiveTime::MIN).and_utc().timestamp_millis()
 }
 
-/// A transport that asks the [`Budget`] before every request.
+/// A transport that takes a request from the [`Budget`] before sending.
 pub struct Budgeted<T> {
     inner: T,
     budget: Arc<Budget>,

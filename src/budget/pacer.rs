@@ -72,7 +72,8 @@ pub enum Permit {
 }
 
 struct Plan {
-    /// What the plan was computed from: day, allowance, last sync, hour.
+    /// The inputs the plan was computed from: day, allowance, last sync,
+    /// hour.
     key: (String, i64, Option<i64>, i64),
     limiter: Limiter,
     period_ms: i64,
@@ -87,7 +88,7 @@ struct Plan {
 }
 
 impl Plan {
-    /// Tokens available at `now`, as the limiter holds them.
+    /// Returns the tokens available at `now`, as the limiter counts them.
     fn available(&self, now: i64) -> f64 {
         let earned = (now - self.built_ms).max(0) as f64 / self.period_ms as f64;
         (self.credit + earned - self.taken as f64).clamp(0.0, f64::from(self.burst))
@@ -101,7 +102,7 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// A pacer whose burst holds the requests of `burst_window`.
+    /// Creates a pacer whose burst is the requests of `burst_window`.
     pub fn new(clock: Clock, burst_window: Duration) -> Self {
         Pacer {
             clock,
@@ -117,24 +118,18 @@ impl Pacer {
         if let Some(until) = day.closed_until_ms.filter(|until| *until > now) {
             return Ok(Permit::Wait(millis(until - now)));
         }
-        let remaining = budget.allowed(&day) - day.effective_used();
+        let allowed = budget.allowed(&day);
+        let remaining = allowed - day.effective_used();
         if remaining <= 0 {
             // Ask again just after the day turns.
             return Ok(Permit::Wait(millis(next_day_start_ms(now) - now + 1_000)));
         }
-        let allowed = budget.allowed(&day);
-        let end = next_day_start_ms(now);
-        let tail_start = end - TAIL_MS;
-        let (horizon_end, planned) = if now < tail_start {
-            // Hold one hour's share back for the last hour.
-            let tail = ((allowed + 23) / 24).max(1);
-            (tail_start, remaining - tail)
-        } else {
-            (end - END_MARGIN_MS.min((end - now) / 2), remaining)
-        };
+        let (horizon_end, planned) = horizon(now, allowed, remaining);
         if planned <= 0 {
-            return Ok(Permit::Wait(millis(tail_start - now)));
+            // Only the last hour's share is left: wait for that hour.
+            return Ok(Permit::Wait(millis(horizon_end - now)));
         }
+
         let key = (day.day.clone(), allowed, day.synced_ms, now / REPLAN_MS);
         if self.plan.as_ref().is_none_or(|plan| plan.key != key) {
             let since = day.last_request_ms.unwrap_or(0).max(day_start_ms(now));
@@ -224,7 +219,7 @@ impl Pacer {
     }
 }
 
-/// Whether one request beyond the plan leaves today's budget above the
+/// Checks whether one request beyond the plan leaves today's budget above the
 /// floor that [`Pacer::check_borrowing`] describes.
 fn may_borrow(budget: &Budget) -> Result<bool, StateError> {
     let day = budget.ledger()?;
@@ -242,6 +237,28 @@ fn may_borrow(budget: &Budget) -> Result<bool, StateError> {
         0
     };
     Ok(remaining > spread.ceil() as i64 + tail)
+}
+
+/// Returns the end of the span the plan spreads requests over, and how
+/// many it spreads. Before the day's last hour the span ends where that
+/// hour starts, and one hour's share of `allowed` (at least one request)
+/// is held back for it.
+fn horizon(now: i64, allowed: i64, remaining: i64) -> (i64, i64) {
+    let end = next_day_start_ms(now);
+    let tail_start = end - TAIL_MS;
+    if now < tail_start {
+        let tail = ((allowed + 23) / 24).max(1);
+        (tail_start, remaining - tail)
+    } else {
+        (end - END_MARGIN_MS.min((end - now) / 2), remaining)
+    }
+}
+
+/// Computes the planned time between requests at `now`, or `None` when
+/// nothing is planned before the last hour. `status` shows it.
+pub fn planned_period_ms(now: i64, allowed: i64, remaining: i64) -> Option<i64> {
+    let (horizon_end, planned) = horizon(now, allowed, remaining);
+    (planned > 0).then(|| ((horizon_end - now) / planned).max(1))
 }
 
 fn limiter(period_ms: i64, burst: u32, clock: PacerClock) -> Limiter {
@@ -310,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_day_ends_with_a_request_in_its_last_hour() {
+    fn demo_day_polls_last_hour() {
         let clock = Clock::manual(DAY_START);
         let (_dir, budget) = budget(&clock, 5);
         let mut pacer = Pacer::new(clock.clone(), Duration::from_secs(3_600));

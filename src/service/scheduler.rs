@@ -9,9 +9,9 @@
 //!
 //! A list is due when the list interval has passed since the last one.
 //! The interval is what is left of the day divided by the requests left
-//! for listing: today's remaining budget less the pending details, the
-//! details expected for the rest of the day at the rate seen so far, and
-//! the syncs. Details go at once when the pacer has a token or the day's
+//! for listing. Those are today's remaining budget less the pending
+//! details, the details expected for the rest of the day at the rate
+//! seen so far, and the syncs. Details go at once when the pacer has a token or the day's
 //! remaining budget can spare one beyond the plan
 //! (`Pacer::check_borrowing`). List calls use up the plan's tokens, so
 //! without borrowing a burst of changes would wait at the plan's pace,
@@ -40,7 +40,7 @@ const DAY_MS: f64 = 86_400_000.0;
 /// Wait before a failed sync is tried again.
 const SYNC_RETRY_MS: i64 = 15 * 60_000;
 
-/// Longest sleep between two looks at the state.
+/// Maximum sleep between two reads of the state.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,12 +150,12 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Ok(Duration::ZERO)
     }
 
-    /// The job that is due now, or how long until one is.
+    /// Returns the job that is due now, or how long until one is.
     fn next_job(&mut self) -> Result<(Option<Job>, Duration), SourceError> {
         let forwarder = self.forwarder;
         // An overdue sync goes first: other tools may have spent the
         // quota, and the plan must know before it spends more. A restart
-        // soon after a sync does not sync again, since the ledger says
+        // soon after a sync does not sync again, since the ledger records
         // when the last one was.
         if self.sync_due()? {
             return Ok((Some(Job::Sync), Duration::ZERO));
@@ -342,7 +342,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         self.failures += 1;
         match kind {
             ErrorKind::DayClosed => {
-                tracing::debug!(%error, "request refused by the budget");
+                tracing::debug!(%error, "request rejected by the budget");
                 Duration::from_secs(60)
             }
             ErrorKind::InvalidKey => {

@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use crate::budget::{day_of, next_day_start_ms};
+use std::sync::Arc;
+
+use crate::budget::{Budget, next_day_start_ms, planned_period_ms};
 use crate::clock::{Clock, datetime_from_ms};
 use crate::config::Settings;
 use crate::source::alerts::SOURCE;
@@ -63,20 +65,18 @@ pub struct Output {
 
 /// Reads the status of the forwarder configured by `settings`.
 pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
-    let store = Store::open_read_only(&settings.state.path)?;
-    // The daemon keeps its days on the server's clock.
-    let now = clock.now_ms() + store.counter("server_offset_ms")?;
-    let day = store.ledger_day(&day_of(now))?;
+    let store = Arc::new(Store::open_read_only(&settings.state.path)?);
+    // The budget reads the same ledger, server clock offset and server
+    // limit as the daemon's, so the figures agree with what it does.
+    let budget = Budget::new(store.clone(), clock.clone(), settings.quota.clone());
+    let now = budget.server_now_ms();
+    let day = budget.ledger()?;
     let quota = &settings.quota;
-    let server = day.server_limit.unwrap_or(store.counter("server_limit")?);
-    let limit = if server > 0 {
-        server.min(quota.daily_limit)
-    } else {
-        quota.daily_limit
-    };
-    let remaining = (limit - quota.reserve - day.effective_used()).max(0);
+    let limit = budget.limit(&day);
+    let allowed = budget.allowed(&day);
+    let remaining = (allowed - day.effective_used()).max(0);
     let next_reset = next_day_start_ms(now);
-    let pace_ms = pace_ms(now, next_reset, limit - quota.reserve, remaining);
+    let pace_ms = planned_period_ms(now, allowed, remaining);
     let next_request = pace_ms.map(|pace| day.last_request_ms.map_or(now, |last| last + pace));
     let stamp = |ms: i64| datetime_from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut outputs = Vec::new();
@@ -118,18 +118,6 @@ pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
         overlap_refetches: store.counter("overlap_refetches")?,
         duplicates_dropped: store.counter("duplicates_dropped")?,
     })
-}
-
-/// The pacer's period: what is left of the day over the requests left,
-/// with one hour's share held back for the day's last hour.
-fn pace_ms(now: i64, next_reset: i64, allowed: i64, remaining: i64) -> Option<i64> {
-    let tail_start = next_reset - 3_600_000;
-    let (horizon, planned) = if now < tail_start {
-        (tail_start - now, remaining - ((allowed + 23) / 24).max(1))
-    } else {
-        (next_reset - now, remaining)
-    };
-    (planned > 0).then(|| horizon / planned)
 }
 
 impl Status {

@@ -19,13 +19,13 @@ pub struct LedgerDay {
     /// `request_limit` from the last sync.
     pub server_limit: Option<i64>,
     pub synced_ms: Option<i64>,
-    /// Set after the server said the limit is reached.
+    /// Set after the server replied that the limit is reached.
     pub closed_until_ms: Option<i64>,
     pub last_request_ms: Option<i64>,
 }
 
 impl LedgerDay {
-    /// The organization's requests today as best known: the server's
+    /// Returns the organization's requests today as best known: the server's
     /// count at the last sync plus this forwarder's requests since, or
     /// this forwarder's own count when that is larger.
     pub fn effective_used(&self) -> i64 {
@@ -111,8 +111,8 @@ impl Store {
         Ok(())
     }
 
-    /// Closes `day` until `until_ms`, after the server said the limit
-    /// was reached.
+    /// Closes `day` until `until_ms`, after the server replied that the
+    /// limit was reached.
     pub fn ledger_close(&self, day: &str, until_ms: i64) -> Result<(), StateError> {
         let conn = self.conn();
         conn.execute("INSERT OR IGNORE INTO ledger (day) VALUES (?1)", [day])?;

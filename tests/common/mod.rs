@@ -23,7 +23,7 @@ pub fn loopback() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
-/// A quiet simulator: no generated alerts, so tests control every change.
+/// Creates a quiet simulator: no generated alerts, so tests control every change.
 pub fn quiet_model(clock: Clock, since: Since) -> Model {
     let mut settings = SimSettings::new(clock);
     settings.api_keys = vec![KEY.to_owned()];
@@ -98,7 +98,7 @@ impl Receiver {
     }
 }
 
-/// One `[[output]]` table.
+/// Writes one `[[output]]` table.
 pub fn output(name: &str, addr: SocketAddr, protocol: &str, framing: &str) -> String {
     format!(
         "[[output]]\nname = \"{name}\"\naddress = \"{addr}\"\nprotocol = \"{protocol}\"\n\
@@ -119,7 +119,7 @@ pub fn settings(dir: &Path, api: &str, extra: &str) -> Settings {
     config::parse(&path, &text).expect("test config validates")
 }
 
-/// A forwarder that calls `model` in memory, for tests in virtual or
+/// Opens a forwarder that calls `model` in memory, for tests in virtual or
 /// manual time.
 pub fn in_memory(dir: &Path, model: &Model, clock: Clock, extra: &str) -> Forwarder<InMemory> {
     let settings = settings(dir, "http://127.0.0.1:9/", extra);
@@ -130,7 +130,7 @@ pub fn in_memory(dir: &Path, model: &Model, clock: Clock, extra: &str) -> Forwar
     Forwarder::open(settings, transport, clock).expect("forwarder opens")
 }
 
-/// A forwarder that calls the simulator at `api` over HTTP.
+/// Opens a forwarder that calls the simulator at `api` over HTTP.
 pub fn over_http(
     dir: &Path,
     api: SocketAddr,
