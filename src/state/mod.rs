@@ -6,6 +6,7 @@
 //! `synchronous=FULL`: a committed step survives power loss, and
 //! `status` can read while the daemon writes.
 
+mod device;
 mod ledger;
 mod schema;
 
@@ -17,6 +18,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::event::Event;
 
+pub use device::KnownDevice;
 pub use ledger::LedgerDay;
 pub use schema::VERSION as SCHEMA_VERSION;
 

@@ -50,6 +50,17 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     );",
+    // 2: the device inventory, which enriches alerts and selects the
+    // devices whose timeline is polled. `body` is the `Device` as JSON;
+    // `threat` is copied out of it so the timeline can select on it.
+    "CREATE TABLE device (
+        device_id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        modified INTEGER,
+        threat INTEGER NOT NULL DEFAULT 0,
+        fetched_ms INTEGER NOT NULL
+    );
+    CREATE INDEX device_threat ON device (threat, device_id);",
 ];
 
 /// The schema version this build writes.

@@ -157,3 +157,26 @@ fn expired_dedup_key_is_forgotten() {
         .expect("again");
     assert_eq!(again, Stored::New);
 }
+
+#[test]
+fn device_record_is_replaced_and_selected_by_threat() {
+    let (_dir, store) = temp_store();
+    let mut device = crate::api::Device {
+        device_id: "00:40:17:6C:00:00".into(),
+        hostname: Some("ECG001".into()),
+        threat: Some(false),
+        ..crate::api::Device::default()
+    };
+    store.put_device(&device, 10).expect("put");
+    assert!(store.device_ids(true).expect("ids").is_empty());
+    device.threat = Some(true);
+    store.put_device(&device, 20).expect("put again");
+    let known = store
+        .device("00:40:17:6C:00:00")
+        .expect("read")
+        .expect("known");
+    assert_eq!((known.device, known.fetched_ms), (device, 20));
+    assert_eq!(store.device_ids(true).expect("ids"), ["00:40:17:6C:00:00"]);
+    assert_eq!(store.device_count().expect("count"), 1);
+    assert!(store.device("AA:BB:CC:DD:EE:FF").expect("read").is_none());
+}
