@@ -12,6 +12,7 @@
 //! clock is a few minutes off still turns the day when the API does.
 
 mod pacer;
+mod shares;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -24,6 +25,7 @@ use crate::config::QuotaSettings;
 use crate::state::{LedgerDay, StateError, Store};
 
 pub use pacer::{Pacer, Permit, planned_period_ms};
+pub use shares::{Shares, SourceKind, reserved_for_background, within_share};
 
 /// Maximum random delay added after 00:00 UTC before a closed day
 /// reopens, so that tools sharing a key do not all call at once.

@@ -305,6 +305,7 @@ mod tests {
             sync: false,
             sync_interval: Duration::from_secs(21_600),
             burst_window: Duration::from_secs(3_600),
+            shares: crate::budget::Shares::default(),
         };
         (dir, Budget::new(store, clock.clone(), quota))
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use crate::api::{ApiKey, License};
+use crate::budget::Shares;
 use crate::format::FormatSettings;
 use crate::sink::OutputSettings;
 
@@ -50,6 +51,8 @@ pub struct QuotaSettings {
     pub sync: bool,
     pub sync_interval: Duration,
     pub burst_window: Duration,
+    /// Fractions of the day's requests per source.
+    pub shares: Shares,
 }
 
 impl QuotaSettings {

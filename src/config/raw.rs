@@ -74,6 +74,26 @@ pub struct RawQuota {
     /// The requests of this much time may go at once after a quiet spell.
     #[serde(with = "humantime_serde")]
     pub burst: Duration,
+    pub shares: RawShares,
+}
+
+/// Weights of the day's requests per source, in percent by convention.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawShares {
+    pub alerts: f64,
+    pub devices: f64,
+    pub timeline: f64,
+}
+
+impl Default for RawShares {
+    fn default() -> Self {
+        RawShares {
+            alerts: 90.0,
+            devices: 3.0,
+            timeline: 7.0,
+        }
+    }
 }
 
 impl Default for RawQuota {
@@ -85,6 +105,7 @@ impl Default for RawQuota {
             sync: None,
             sync_interval: Duration::from_secs(6 * 3600),
             burst: Duration::from_secs(3600),
+            shares: RawShares::default(),
         }
     }
 }

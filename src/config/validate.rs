@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use crate::api::License;
+use crate::budget::Shares;
 
 use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput};
 use super::{AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings};
@@ -113,6 +114,23 @@ fn quota(check: &Check, raw: super::raw::RawQuota) -> Result<QuotaSettings, Conf
             "must be at least 10m: each sync spends a request".to_owned(),
         ));
     }
+    let weights = &raw.shares;
+    for (key, weight) in [
+        ("quota.shares.alerts", weights.alerts),
+        ("quota.shares.devices", weights.devices),
+        ("quota.shares.timeline", weights.timeline),
+    ] {
+        if !weight.is_finite() || weight < 0.0 {
+            return Err(check.fail(key, format!("{weight} must be a number, 0 or more")));
+        }
+    }
+    let Some(shares) = Shares::from_weights(weights.alerts, weights.devices, weights.timeline)
+    else {
+        return Err(check.fail(
+            "quota.shares.alerts",
+            "the shares are all 0: give at least one source a share".to_owned(),
+        ));
+    };
     Ok(QuotaSettings {
         license: raw.license,
         daily_limit,
@@ -120,6 +138,7 @@ fn quota(check: &Check, raw: super::raw::RawQuota) -> Result<QuotaSettings, Conf
         sync: raw.sync.unwrap_or(raw.license != License::Demo),
         sync_interval: raw.sync_interval,
         burst_window: raw.burst,
+        shares,
     })
 }
 
