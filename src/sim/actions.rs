@@ -9,6 +9,7 @@ use super::data::ACCOUNT_NAME;
 use super::failure::Failure;
 use super::model::State;
 use super::query::Params;
+use super::timeline::{self, TimelineShape};
 
 type Outcome = Result<Value, Failure>;
 
@@ -207,11 +208,9 @@ fn get_snmp_profile(state: &State, params: &Params) -> Outcome {
     }
 }
 
-/// Returns the events created within the last `hours` hours, as an
-/// object with one member per event. The document's only sample wraps
-/// one event under the key `prtsafe_inspection`; that event keeps its
-/// key, and the others are named `event_N`.
-fn get_timeline(state: &State, params: &Params, now_ms: i64) -> Outcome {
+/// Returns the events created within the last `hours` hours in the
+/// model's [`TimelineShape`].
+fn get_timeline(state: &mut State, params: &Params, now_ms: i64) -> Outcome {
     let id = required(params, "device_id")?;
     let hours_text = required(params, "hours")?;
     let hours: i64 = match hours_text.trim().parse() {
@@ -225,7 +224,20 @@ fn get_timeline(state: &State, params: &Params, now_ms: i64) -> Outcome {
         return Err(device_not_found(id));
     }
     let since_ms = now_ms.saturating_sub(hours.saturating_mul(3_600_000));
-    Ok(state.store.timeline(id, since_ms))
+    let events = state.store.timeline(id, since_ms);
+    Ok(timeline::render(next_timeline_shape(state), events))
+}
+
+/// Returns the shape of the next timeline reply, moving the rotation on
+/// when the model rotates.
+fn next_timeline_shape(state: &mut State) -> TimelineShape {
+    if state.timeline_shape != TimelineShape::Rotate {
+        return state.timeline_shape;
+    }
+    let rotation = &TimelineShape::ROTATION;
+    let shape = rotation[state.rotated_replies % rotation.len()];
+    state.rotated_replies = state.rotated_replies.wrapping_add(1);
+    shape
 }
 
 /// Sets the device's `name` and `snmp_profile` when given, and then its

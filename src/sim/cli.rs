@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Model, SimSettings, Since, serve};
+use super::{DeviceRates, Model, SimSettings, Since, TimelineShape, serve};
 use crate::api::License;
 use crate::clock::Clock;
 
@@ -47,13 +47,37 @@ pub struct SimArgs {
     )]
     pub clock_offset: i64,
 
-    /// Generated devices on top of the API document's five.
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    /// Devices in the fleet: the API document's five, then generated
+    /// ones up to N.
+    #[arg(long, value_name = "N", default_value_t = 55, value_parser = parse_fleet_size)]
     pub devices: usize,
 
     /// New alerts per hour from the generator; 0 turns it off.
-    #[arg(long = "alert-rate", value_name = "PER_HOUR", default_value_t = 60.0)]
+    #[arg(long = "alert-rate", value_name = "PER_HOUR", default_value_t = 60.0, value_parser = parse_rate)]
     pub alert_rate_per_hour: f64,
+
+    /// Device up/down events per hour across the fleet [default: the
+    /// alert rate].
+    #[arg(long = "status-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    pub status_rate: Option<f64>,
+
+    /// Hostname changes per hour across the fleet [default: the alert
+    /// rate / 120].
+    #[arg(long = "hostname-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    pub hostname_rate: Option<f64>,
+
+    /// New devices per hour [default: the alert rate / 240].
+    #[arg(long = "new-device-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    pub new_device_rate: Option<f64>,
+
+    /// Threat flag changes per hour across the fleet [default: the alert
+    /// rate / 60].
+    #[arg(long = "threat-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    pub threat_rate: Option<f64>,
+
+    /// Shape of getDeviceTimeline replies.
+    #[arg(long, value_enum, default_value = "object")]
+    pub timeline_shape: TimelineShape,
 
     /// Seed of the generator; the same seed gives the same data.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -64,16 +88,56 @@ impl SimArgs {
     /// Builds the model settings these options describe.
     pub fn settings(&self) -> SimSettings {
         let clock = Clock::system().with_offset_ms(self.clock_offset.saturating_mul(1_000));
+        let defaults = SimSettings::new(clock);
         SimSettings {
             license: self.license,
             api_keys: self.api_keys.clone(),
             since: self.since,
-            clock,
-            devices: self.devices,
+            fleet_size: Some(self.devices),
             alert_rate_per_hour: self.alert_rate_per_hour,
+            device_rates: Some(self.device_rates()),
+            timeline_shape: self.timeline_shape,
             seed: self.seed,
             daily_limit: self.daily_limit,
+            ..defaults
         }
+    }
+
+    /// Returns the rates given, with the defaults scaled to the alert
+    /// rate for the others.
+    fn device_rates(&self) -> DeviceRates {
+        let scaled = DeviceRates::scaled_to(self.alert_rate_per_hour);
+        DeviceRates {
+            status_changes_per_hour: self.status_rate.unwrap_or(scaled.status_changes_per_hour),
+            hostname_changes_per_hour: self
+                .hostname_rate
+                .unwrap_or(scaled.hostname_changes_per_hour),
+            new_devices_per_hour: self.new_device_rate.unwrap_or(scaled.new_devices_per_hour),
+            threat_changes_per_hour: self.threat_rate.unwrap_or(scaled.threat_changes_per_hour),
+        }
+    }
+}
+
+/// The document's five devices are always there, so a fleet is at least
+/// five devices.
+const MIN_FLEET_SIZE: usize = 5;
+
+fn parse_fleet_size(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(size) if size >= MIN_FLEET_SIZE => Ok(size),
+        _ => Err(format!(
+            "invalid fleet size {text:?}: expected a whole number of devices, \
+             {MIN_FLEET_SIZE} or more (the API document's devices are always present)"
+        )),
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
+        _ => Err(format!(
+            "invalid rate {text:?}: expected a number of changes per hour, 0 or more"
+        )),
     }
 }
 
@@ -150,8 +214,51 @@ mod tests {
         assert_eq!(args.license, License::Enterprise);
         assert_eq!(args.api_keys, [DEFAULT_API_KEY]);
         assert_eq!(args.since, Since::After);
-        assert_eq!(args.devices, 50);
+        assert_eq!(args.devices, 55);
         assert_eq!(args.daily_limit, None);
+        assert_eq!(args.timeline_shape, TimelineShape::Object);
+        let settings = args.settings();
+        assert_eq!(settings.fleet_size, Some(55));
+        assert_eq!(settings.device_rates, Some(DeviceRates::scaled_to(60.0)));
+    }
+
+    #[test]
+    fn device_options_set_fleet_rates_and_shape() {
+        let args = parse(&[
+            "--devices",
+            "5000",
+            "--threat-rate",
+            "0",
+            "--new-device-rate",
+            "2.5",
+            "--timeline-shape",
+            "wrapped-events",
+        ]);
+        let settings = args.settings();
+        let rates = settings.device_rates.expect("rates");
+        assert_eq!(settings.fleet_size, Some(5_000));
+        assert_eq!(rates.threat_changes_per_hour, 0.0);
+        assert_eq!(rates.new_devices_per_hour, 2.5);
+        assert_eq!(rates.status_changes_per_hour, 60.0);
+        assert_eq!(settings.timeline_shape, TimelineShape::WrappedEvents);
+    }
+
+    #[test]
+    fn bad_fleet_size_and_rate_are_rejected() {
+        let cases: [&[&str]; 4] = [
+            &["--devices", "4"],
+            &["--devices", "many"],
+            &["--hostname-rate", "-1"],
+            &["--alert-rate", "NaN"],
+        ];
+        for args in cases {
+            let argv = std::iter::once("sim").chain(args.iter().copied());
+            let error = match Command::try_parse_from(argv) {
+                Ok(_) => panic!("{args:?} was accepted"),
+                Err(error) => error.to_string(),
+            };
+            assert!(error.contains("invalid"), "{args:?}: {error}");
+        }
     }
 
     #[test]

@@ -8,8 +8,10 @@
 
 use serde_json::Value;
 
+use super::devices::DeviceRates;
 use super::model::Model;
-use super::store::merge;
+use super::store::{Origin, merge};
+use super::timeline::TimelineShape;
 
 impl Model {
     /// Every raw query received, oldest first, with the `apikey` value
@@ -142,6 +144,35 @@ impl Model {
     pub fn add_timeline_event(&self, device_id: &str, created_ms: i64, event: Value) {
         self.lock()
             .store
-            .push_event(device_id, created_ms, None, event);
+            .push_event(device_id, created_ms, Origin::Control, event);
+    }
+
+    /// The shape of `getDeviceTimeline` replies.
+    pub fn timeline_shape(&self) -> TimelineShape {
+        self.lock().timeline_shape
+    }
+
+    /// Sends later `getDeviceTimeline` replies in `shape`. Setting
+    /// [`TimelineShape::Rotate`] starts the rotation over at the object
+    /// shape.
+    pub fn set_timeline_shape(&self, shape: TimelineShape) {
+        let mut state = self.lock();
+        state.timeline_shape = shape;
+        state.rotated_replies = 0;
+    }
+
+    /// The generator's device change rates in force.
+    pub fn device_rates(&self) -> DeviceRates {
+        self.lock().generator.device_rates()
+    }
+
+    /// Replaces the generator's device change rates from the clock's
+    /// current time on; [`DeviceRates::OFF`] stops device changes.
+    /// Changes due before now are applied first at the old rates.
+    pub fn set_device_rates(&self, rates: DeviceRates) {
+        let now_ms = self.clock().now_ms();
+        let mut state = self.lock();
+        state.generator_advance(now_ms);
+        state.generator.set_device_rates(rates, now_ms);
     }
 }

@@ -12,20 +12,25 @@ mod actions;
 mod cli;
 mod controls;
 mod data;
+mod devices;
 mod failure;
+mod fleet;
 mod generator;
 mod http;
 mod model;
 mod query;
 mod quota;
 mod store;
+mod timeline;
 
 use crate::api::{ApiError, Call, License, Reply, Transport, percent_encode};
 use crate::clock::{Clock, datetime_from_ms};
 
 pub use cli::{DEFAULT_API_KEY, SimArgs, run_cli};
+pub use devices::DeviceRates;
 pub use http::serve;
 pub use model::Model;
+pub use timeline::TimelineShape;
 
 /// Whether `modified=T` (and `created=T`) selects records after T or at
 /// or after T; the API document does not say.
@@ -43,10 +48,19 @@ pub struct SimSettings {
     pub since: Since,
     /// The simulator's clock; give it an offset to run ahead or behind.
     pub clock: Clock,
-    /// Generated devices on top of the document's five.
+    /// Generated devices on top of the document's five; ignored when
+    /// `fleet_size` is set.
     pub devices: usize,
+    /// Devices in all, the document's five first and generated ones
+    /// after them. A size below five still keeps the document's five.
+    pub fleet_size: Option<usize>,
     /// New alerts per hour from the generator; 0 turns it off.
     pub alert_rate_per_hour: f64,
+    /// Rates of device changes; `None` gives
+    /// [`DeviceRates::scaled_to`] the alert rate, so an alert rate of 0
+    /// also turns device changes off.
+    pub device_rates: Option<DeviceRates>,
+    pub timeline_shape: TimelineShape,
     pub seed: u64,
     /// Requests per UTC day, overriding the licence's limit.
     pub daily_limit: Option<i64>,
@@ -55,7 +69,8 @@ pub struct SimSettings {
 impl SimSettings {
     /// Settings with the defaults of the `sim` subcommand: enterprise
     /// licence, the key [`DEFAULT_API_KEY`], `Since::After`, 50 generated
-    /// devices, 60 alerts per hour, seed 1.
+    /// devices, 60 alerts per hour, device changes scaled to it, the
+    /// object timeline shape, seed 1.
     pub fn new(clock: Clock) -> Self {
         SimSettings {
             license: License::Enterprise,
@@ -63,7 +78,10 @@ impl SimSettings {
             since: Since::After,
             clock,
             devices: 50,
+            fleet_size: None,
             alert_rate_per_hour: 60.0,
+            device_rates: None,
+            timeline_shape: TimelineShape::Object,
             seed: 1,
             daily_limit: None,
         }

@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde_json::Value;
 
 use super::data::{self, ACCOUNT_NAME, LAST_DOC_ALERT_ID};
+use super::devices::DeviceRates;
 use super::failure::{Failure, limit_reached};
 use super::generator::Generator;
 use super::query::{Params, mask_api_key};
 use super::quota::Quota;
-use super::store::{Store, timeline_time};
+use super::store::{Origin, Store, timeline_time};
+use super::timeline::TimelineShape;
 use super::{SimResponse, SimSettings, Since};
 use crate::clock::Clock;
 
@@ -30,6 +32,9 @@ pub(crate) struct State {
     pub(crate) raw_queries: VecDeque<String>,
     /// Replies to send instead of the next requests' real ones.
     pub(crate) faults: VecDeque<(u16, String)>,
+    pub(crate) timeline_shape: TimelineShape,
+    /// Timeline replies sent in the rotating shape, which picks the next.
+    pub(crate) rotated_replies: usize,
 }
 
 /// The simulated organization. Cheap to clone; clones share state.
@@ -41,14 +46,23 @@ pub struct Model {
 
 impl Model {
     /// Builds the organization from the built-in records, a generated
-    /// fleet of `settings.devices`, and one recent "up" event per device.
+    /// fleet (see [`SimSettings::fleet_size`]), and one recent "up" event
+    /// per device.
     pub fn new(settings: SimSettings) -> Self {
         let now_ms = settings.clock.now_ms();
         let now = now_ms.div_euclid(1_000);
         let mut store = Store::new(LAST_DOC_ALERT_ID + 1);
         load_builtins(&mut store, now);
-        let mut generator = Generator::new(settings.seed, settings.alert_rate_per_hour, now_ms);
-        generator.add_fleet(&mut store, settings.devices, now);
+        let rates = settings
+            .device_rates
+            .unwrap_or_else(|| DeviceRates::scaled_to(settings.alert_rate_per_hour));
+        let mut generator =
+            Generator::new(settings.seed, settings.alert_rate_per_hour, rates, now_ms);
+        let generated = match settings.fleet_size {
+            Some(total) => total.saturating_sub(store.device_count()),
+            None => settings.devices,
+        };
+        generator.add_fleet(&mut store, generated, now);
         seed_timelines(&mut store, now_ms);
         let limit = settings
             .daily_limit
@@ -61,6 +75,8 @@ impl Model {
             generator,
             raw_queries: VecDeque::new(),
             faults: VecDeque::new(),
+            timeline_shape: settings.timeline_shape,
+            rotated_replies: 0,
         };
         Model {
             state: Arc::new(Mutex::new(state)),
@@ -105,7 +121,7 @@ impl Model {
 }
 
 impl State {
-    fn generator_advance(&mut self, now_ms: i64) {
+    pub(crate) fn generator_advance(&mut self, now_ms: i64) {
         self.generator.advance(&mut self.store, now_ms);
     }
 
@@ -156,7 +172,14 @@ fn load_builtins(store: &mut Store, now: i64) {
     store.snmp_profiles.push(data::snmp_profile());
     let (key, event) = data::doc_timeline_event();
     let created_ms = 1_547_583_000_000;
-    store.push_event("00:40:17:6C:00:00", created_ms, Some(key), event);
+    let device_id = "00:40:17:6C:00:00";
+    store.push_named_event(
+        device_id,
+        created_ms,
+        key.to_owned(),
+        Origin::Document,
+        event,
+    );
 }
 
 /// Gives every device an "up" event between 1 and 23 hours ago, so a
@@ -175,6 +198,6 @@ fn seed_timelines(store: &mut Store, now_ms: i64) {
             "ip_address": ip_address,
             "status": "up",
         });
-        store.push_event(&id, created_ms, None, event);
+        store.push_event(&id, created_ms, Origin::Generator, event);
     }
 }

@@ -4,13 +4,19 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::query::normalize_device_id;
 use crate::clock::datetime_from_ms;
 
-/// Timeline events kept per device; older ones are dropped.
+/// Timeline events kept per device; older ones are dropped, except the
+/// document's sample.
 const MAX_TIMELINE_EVENTS: usize = 1_000;
+
+/// Age, relative to a device's newest event, beyond which generated
+/// events are dropped: 31 days in milliseconds. With the entry cap it
+/// bounds memory for a large fleet over a long run.
+const MAX_GENERATED_EVENT_AGE_MS: i64 = 31 * 86_400_000;
 
 /// Alerts, oldest first, searched for a closed one to drop.
 const TRIM_SCAN: usize = 1_000;
@@ -24,11 +30,23 @@ fn alert_key(id: &str) -> AlertKey {
     (id.len(), id.to_owned())
 }
 
+/// Where a timeline event comes from, which decides when it is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The document's sample: never dropped.
+    Document,
+    /// Added by a test or demo: dropped only by the entry cap.
+    Control,
+    /// Made by the generator: dropped by the entry cap and by age.
+    Generator,
+}
+
 /// One timeline event with the time the `hours` window is checked on.
 struct TimelineEntry {
     created_ms: i64,
-    /// The member name the event appears under in the reply.
+    /// The member name the event appears under in the object shape.
     key: String,
+    origin: Origin,
     event: Value,
 }
 
@@ -172,22 +190,31 @@ impl Store {
         Some(normalize_device_id(id))
     }
 
-    /// Appends an event to a device's timeline. `key` is the member
-    /// name in the reply; `None` gives the next `event_N`.
+    /// Inserts an event into a device's timeline in `created_ms` order,
+    /// under the next `event_N` member name, then drops what the caps
+    /// require.
     pub(crate) fn push_event(
         &mut self,
         device_id: &str,
         created_ms: i64,
-        key: Option<&str>,
+        origin: Origin,
         event: Value,
     ) {
-        let key = match key {
-            Some(key) => key.to_owned(),
-            None => {
-                self.next_event += 1;
-                format!("event_{}", self.next_event)
-            }
-        };
+        self.next_event += 1;
+        let key = format!("event_{}", self.next_event);
+        self.push_named_event(device_id, created_ms, key, origin, event);
+    }
+
+    /// Inserts an event like [`Store::push_event`] under the member name
+    /// `key`.
+    pub(crate) fn push_named_event(
+        &mut self,
+        device_id: &str,
+        created_ms: i64,
+        key: String,
+        origin: Origin,
+        event: Value,
+    ) {
         let timeline = self
             .timelines
             .entry(normalize_device_id(device_id))
@@ -195,32 +222,57 @@ impl Store {
         let entry = TimelineEntry {
             created_ms,
             key,
+            origin,
             event,
         };
         let position = timeline.partition_point(|e| e.created_ms <= created_ms);
         timeline.insert(position, entry);
-        if timeline.len() > MAX_TIMELINE_EVENTS {
-            timeline.pop_front();
-        }
+        trim_timeline(timeline);
     }
 
-    /// Events of `device_id` created at or after `since_ms`, as one JSON
-    /// object with a member per event.
-    pub(crate) fn timeline(&self, device_id: &str, since_ms: i64) -> Value {
-        let mut events = Map::new();
+    /// Events of `device_id` created at or after `since_ms`, oldest
+    /// first, each with its member name for the object shape.
+    pub(crate) fn timeline(&self, device_id: &str, since_ms: i64) -> Vec<(String, Value)> {
         let id = normalize_device_id(device_id);
-        for entry in self.timelines.get(&id).into_iter().flatten() {
-            if entry.created_ms >= since_ms {
-                events.insert(entry.key.clone(), entry.event.clone());
-            }
-        }
-        Value::Object(events)
+        self.timelines
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry.created_ms >= since_ms)
+            .map(|entry| (entry.key.clone(), entry.event.clone()))
+            .collect()
     }
 
     pub(crate) fn snmp_profile(&self, name: &str) -> Option<&Value> {
         self.snmp_profiles
             .iter()
             .find(|profile| profile["snmp_profile"] == name.trim())
+    }
+}
+
+/// Drops generated events older than [`MAX_GENERATED_EVENT_AGE_MS`]
+/// before the newest event, then the oldest events other than the
+/// document's until at most [`MAX_TIMELINE_EVENTS`] remain. Entries are
+/// in `created_ms` order, so the old ones are at the front.
+fn trim_timeline(timeline: &mut VecDeque<TimelineEntry>) {
+    let newest_ms = timeline.back().map_or(i64::MIN, |entry| entry.created_ms);
+    let cutoff_ms = newest_ms.saturating_sub(MAX_GENERATED_EVENT_AGE_MS);
+    let mut position = 0;
+    while position < timeline.len() && timeline[position].created_ms < cutoff_ms {
+        if timeline[position].origin == Origin::Generator {
+            timeline.remove(position);
+        } else {
+            position += 1;
+        }
+    }
+    while timeline.len() > MAX_TIMELINE_EVENTS {
+        let oldest = timeline
+            .iter()
+            .position(|entry| entry.origin != Origin::Document);
+        match oldest {
+            Some(position) => timeline.remove(position),
+            None => break,
+        };
     }
 }
 
@@ -290,10 +342,43 @@ mod tests {
     #[test]
     fn timeline_keeps_window_and_order() {
         let mut store = Store::new(1);
-        store.push_event("aa", 2_000, None, json!({ "n": 2 }));
-        store.push_event("AA", 1_000, Some("first"), json!({ "n": 1 }));
+        store.push_event("aa", 2_000, Origin::Control, json!({ "n": 2 }));
+        let first = "first".to_owned();
+        store.push_named_event("AA", 1_000, first, Origin::Control, json!({ "n": 1 }));
         let events = store.timeline(" aa ", 1_500);
-        assert_eq!(events, json!({ "event_1": { "n": 2 } }));
+        assert_eq!(events, [("event_1".to_owned(), json!({ "n": 2 }))]);
+        let all = store.timeline("aa", 0);
+        assert_eq!(all[0], ("first".to_owned(), json!({ "n": 1 })));
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn timeline_drops_old_generated_events_only() {
+        let mut store = Store::new(1);
+        let day_ms = 86_400_000;
+        store.push_event("aa", 0, Origin::Generator, json!({ "n": 0 }));
+        store.push_event("aa", 1, Origin::Control, json!({ "n": 1 }));
+        store.push_event("aa", 40 * day_ms, Origin::Generator, json!({ "n": 2 }));
+        let kept: Vec<Value> = store
+            .timeline("aa", 0)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(kept, [json!({ "n": 1 }), json!({ "n": 2 })]);
+    }
+
+    #[test]
+    fn timeline_cap_keeps_document_event() {
+        let mut store = Store::new(1);
+        let key = "prtsafe_inspection".to_owned();
+        store.push_named_event("aa", 0, key, Origin::Document, json!({ "doc": true }));
+        for n in 1..=(MAX_TIMELINE_EVENTS as i64 + 10) {
+            store.push_event("aa", n, Origin::Generator, json!({ "n": n }));
+        }
+        let events = store.timeline("aa", 0);
+        assert_eq!(events.len(), MAX_TIMELINE_EVENTS);
+        assert_eq!(events[0].0, "prtsafe_inspection");
+        assert_eq!(events[1].1, json!({ "n": 11 }));
     }
 
     #[test]
