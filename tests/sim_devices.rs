@@ -42,7 +42,7 @@ fn timeline(model: &Model, device_id: &str, hours: i64) -> Value {
     body
 }
 
-/// A model at noon whose only device changes are `rates`.
+/// Builds a model at noon whose only device changes are `rates`.
 fn model_with(rates: DeviceRates) -> (Model, Clock) {
     let clock = Clock::manual(NOON * 1_000);
     let model = Model::new(SimSettings {
@@ -146,12 +146,14 @@ fn new_device_appears_in_list_devices() {
     let (model, clock) = model_with(rates);
     let before = list_devices(&model, "");
     assert_eq!(before.len(), 55);
+
     clock.advance_ms(4 * HOUR_MS);
     let after = list_devices(&model, "");
     assert!(after.len() > before.len());
     assert_eq!(after[..before.len()], before[..]);
     let created_since = list_devices(&model, &format!("&created={NOON}"));
     assert_eq!(created_since, after[before.len()..]);
+
     let doc_fields: Vec<String> = model
         .device(DOC_DEVICE)
         .expect("document device")
@@ -164,13 +166,16 @@ fn new_device_appears_in_list_devices() {
         let query = format!("module=IoTSecurity&action=getDevice&device_id={id}");
         let (status, device) = call(&model, &query);
         assert_eq!(status, 200);
+
         let created = device["created"].as_i64().expect("created");
-        assert!(created > NOON && created <= NOON + 4 * 3_600);
+        assert!(created > NOON, "{id} created at {created}");
+        assert!(created <= NOON + 4 * 3_600, "{id} created at {created}");
         assert_eq!(device["modified"], created);
         assert_eq!(device["last_active"], created);
         for field in &doc_fields {
             assert!(device.get(field).is_some(), "{id} lacks {field}");
         }
+
         let events = timeline(&model, id, 4);
         let events = events.as_object().expect("object of events");
         assert_eq!(events.len(), 1, "{id}");
@@ -200,6 +205,10 @@ fn fleet_size_sets_total_devices() {
 /// A week of a 5,000-device fleet at the default rates, in hourly steps
 /// of virtual time, as an Enterprise week test would run it.
 #[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the wall time of the run itself, not the simulated time"
+)]
 fn large_fleet_runs_a_week() {
     let clock = Clock::manual(NOON * 1_000);
     let model = Model::new(SimSettings {
@@ -310,8 +319,8 @@ fn zero_alert_rate_turns_device_changes_off() {
     assert_eq!(model.device_ids().len(), 55);
 }
 
-/// The seeded "up" event of the document's device, as each shape holds
-/// it when it is the only event in the window.
+/// Returns each shape with the body it has when the document device's
+/// seeded "up" event is the only event in the window.
 fn shapes_of_one_event(model: &Model) -> Vec<(TimelineShape, Value)> {
     model.set_timeline_shape(TimelineShape::Object);
     let object = timeline(model, DOC_DEVICE, 24);
@@ -375,8 +384,9 @@ fn timeline_shape_setting_applies_from_start() {
     assert_eq!(body["events"].as_array().map(Vec::len), Some(1));
 }
 
-/// The document's sample event stays reachable in every shape, and
-/// under its own key in the object and sample shapes.
+/// The document's sample event stays reachable after a week of events
+/// past the entry cap, under its own key in the object and sample shapes
+/// and first in the array shape.
 #[test]
 fn document_sample_survives_a_busy_week() {
     let rates = DeviceRates {

@@ -49,30 +49,61 @@ pub struct SimArgs {
 
     /// Devices in the fleet: the API document's five, then generated
     /// ones up to N.
-    #[arg(long, value_name = "N", default_value_t = 55, value_parser = parse_fleet_size)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 55,
+        value_parser = parse_fleet_size
+    )]
     pub devices: usize,
 
     /// New alerts per hour from the generator; 0 turns it off.
-    #[arg(long = "alert-rate", value_name = "PER_HOUR", default_value_t = 60.0, value_parser = parse_rate)]
+    #[arg(
+        long = "alert-rate",
+        value_name = "PER_HOUR",
+        default_value_t = 60.0,
+        value_parser = parse_rate,
+        allow_negative_numbers = true
+    )]
     pub alert_rate_per_hour: f64,
 
     /// Device up/down events per hour across the fleet [default: the
     /// alert rate].
-    #[arg(long = "status-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    #[arg(
+        long = "status-rate",
+        value_name = "PER_HOUR",
+        value_parser = parse_rate,
+        allow_negative_numbers = true
+    )]
     pub status_rate: Option<f64>,
 
     /// Hostname changes per hour across the fleet [default: the alert
     /// rate / 120].
-    #[arg(long = "hostname-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    #[arg(
+        long = "hostname-rate",
+        value_name = "PER_HOUR",
+        value_parser = parse_rate,
+        allow_negative_numbers = true
+    )]
     pub hostname_rate: Option<f64>,
 
     /// New devices per hour [default: the alert rate / 240].
-    #[arg(long = "new-device-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    #[arg(
+        long = "new-device-rate",
+        value_name = "PER_HOUR",
+        value_parser = parse_rate,
+        allow_negative_numbers = true
+    )]
     pub new_device_rate: Option<f64>,
 
     /// Threat flag changes per hour across the fleet [default: the alert
     /// rate / 60].
-    #[arg(long = "threat-rate", value_name = "PER_HOUR", value_parser = parse_rate)]
+    #[arg(
+        long = "threat-rate",
+        value_name = "PER_HOUR",
+        value_parser = parse_rate,
+        allow_negative_numbers = true
+    )]
     pub threat_rate: Option<f64>,
 
     /// Shape of getDeviceTimeline replies.

@@ -14,12 +14,12 @@ use super::store::{Origin, Store, timeline_time};
 /// rate or one that is not finite turns that change off.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DeviceRates {
-    /// Up/down events; one in five returns brings a new IP address.
+    /// Up/down events. One in five returns brings a new IP address.
     pub status_changes_per_hour: f64,
     pub hostname_changes_per_hour: f64,
     /// Devices that join the network, with a new MAC address.
     pub new_devices_per_hour: f64,
-    /// Flips of `threat`; some flips also flip `spoofed` or `blocked`.
+    /// Flips of `threat`. Some flips also flip `spoofed` or `blocked`.
     pub threat_changes_per_hour: f64,
 }
 

@@ -99,7 +99,7 @@ const FLEET_CREATED_FROM: i64 = 1_546_300_800;
 const FLEET_CREATED_UNTIL: i64 = 1_640_995_200;
 
 /// Fields of a generated record that depend on when and how it was made.
-pub(crate) struct Origin {
+pub(crate) struct VaryingFields {
     pub created: i64,
     pub modified: i64,
     pub last_active: i64,
@@ -114,26 +114,26 @@ pub(crate) fn initial_device(rng: &mut StdRng, store: &Store, index: usize, now:
     let created = rng.random_range(FLEET_CREATED_FROM..FLEET_CREATED_UNTIL);
     let modified = rng.random_range(created..now.max(created + 1));
     let last_active = now - rng.random_range(0..3_600);
-    let origin = Origin {
+    let fields = VaryingFields {
         created,
         modified,
         last_active,
         threat: rng.random_bool(0.1),
     };
-    device_record(index, device_id, &origin)
+    device_record(index, device_id, &fields)
 }
 
 /// Builds a device that joins the network at `at` (epoch seconds):
 /// created, modified and last active then, not a threat.
 pub(crate) fn appearing_device(rng: &mut StdRng, store: &Store, index: usize, at: i64) -> Value {
     let device_id = unused_mac(rng, store);
-    let origin = Origin {
+    let fields = VaryingFields {
         created: at,
         modified: at,
         last_active: at,
         threat: false,
     };
-    device_record(index, device_id, &origin)
+    device_record(index, device_id, &fields)
 }
 
 /// Returns a random MAC address that no device in `store` has.
@@ -156,7 +156,7 @@ fn unused_mac(rng: &mut StdRng, store: &Store) -> String {
 /// Builds the record of the `index`-th generated device, of kind
 /// `FLEET[index % FLEET.len()]`, with a name, hostname and address
 /// numbered after `index`.
-fn device_record(index: usize, device_id: String, origin: &Origin) -> Value {
+fn device_record(index: usize, device_id: String, fields: &VaryingFields) -> Value {
     let kind = &FLEET[index % FLEET.len()];
     let number = index / FLEET.len() + 1;
     // 250 hosts per /24, so the third octet wraps after 64,000 devices.
@@ -175,10 +175,10 @@ fn device_record(index: usize, device_id: String, origin: &Origin) -> Value {
         location: ["ICU", "ER Wifi", "Plant Floor", "Lobby"][index % 4],
         domains: kind.domains,
         ports: kind.ports,
-        created: origin.created,
-        modified: origin.modified,
-        last_active: origin.last_active,
-        threat: origin.threat,
+        created: fields.created,
+        modified: fields.modified,
+        last_active: fields.last_active,
+        threat: fields.threat,
     };
     let mut record = spec.record();
     record["snmp_profile"] = SNMP_PROFILE.into();

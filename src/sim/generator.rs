@@ -115,7 +115,7 @@ impl Change {
         Change::Threat,
     ];
 
-    /// Whether the change draws from the generator's second stream.
+    /// Returns whether the change draws from the generator's second stream.
     fn uses_device_stream(self) -> bool {
         matches!(self, Change::Hostname | Change::NewDevice | Change::Threat)
     }
@@ -125,14 +125,13 @@ pub(crate) struct Generator {
     /// The stream of alerts and up/down events.
     rng: StdRng,
     /// The stream of hostname, new-device and threat changes. A stream
-    /// of its own keeps the first stream's schedule the same whatever
-    /// these rates are.
+    /// of its own means these changes take no draws from the first one.
     device_rng: StdRng,
     /// Mean gap between new alerts in milliseconds; `None` when off.
     mean_gap_ms: Option<f64>,
     rates: DeviceRates,
-    /// When each change of [`Change::ALL`] is next due, in epoch ms;
-    /// `i64::MAX` when off.
+    /// When each change of [`Change::ALL`] is next due, in epoch ms, or
+    /// `i64::MAX` when it is off.
     next_ms: [i64; Change::ALL.len()],
     /// Generated devices so far, which numbers the next one.
     generated_devices: usize,
@@ -200,8 +199,8 @@ impl Generator {
         store.trim_alerts(MAX_ALERTS);
     }
 
-    /// Returns the earliest change due at or before `now_ms`; on a tie,
-    /// the first in [`Change::ALL`].
+    /// Returns the earliest change due at or before `now_ms`. On a tie,
+    /// it returns the first in [`Change::ALL`].
     fn next_due(&self, now_ms: i64) -> Option<(Change, i64)> {
         Change::ALL
             .into_iter()

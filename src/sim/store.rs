@@ -378,7 +378,8 @@ mod tests {
         let events = store.timeline("aa", 0);
         assert_eq!(events.len(), MAX_TIMELINE_EVENTS);
         assert_eq!(events[0].0, "prtsafe_inspection");
-        assert_eq!(events[1].1, json!({ "n": 11 }));
+        // The eleven oldest generated events made room for the newest.
+        assert_eq!(events[1].1, json!({ "n": 12 }));
     }
 
     #[test]

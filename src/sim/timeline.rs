@@ -1,7 +1,8 @@
 //! The shapes a `getDeviceTimeline` reply can take. The API document
 //! lists the fields as `event.created`, `event.status` and so on, but
-//! its only sample is one event under the key `prtsafe_inspection`, so
-//! a client must accept several shapes; the simulator can send each.
+//! its only sample is one event under the key `prtsafe_inspection`.
+//! So a client must accept several shapes, and the simulator can send
+//! each of them.
 
 use serde_json::{Map, Value};
 
