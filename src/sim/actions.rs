@@ -4,11 +4,12 @@
 
 use serde_json::{Value, json};
 
-use super::Since;
 use super::data::ACCOUNT_NAME;
 use super::failure::Failure;
 use super::model::State;
 use super::query::Params;
+use super::query::normalize_device_id;
+use super::{Since, TimelineShape};
 
 type Outcome = Result<Value, Failure>;
 
@@ -207,10 +208,10 @@ fn get_snmp_profile(state: &State, params: &Params) -> Outcome {
     }
 }
 
-/// Returns the events created within the last `hours` hours, as an
-/// object with one member per event. The document's only sample wraps
-/// one event under the key `prtsafe_inspection`; that event keeps its
-/// key, and the others are named `event_N`.
+/// Returns the events created within the last `hours` hours in the
+/// device's [`TimelineShape`]. In the `object` shape each event is a
+/// member: the document's only sample event keeps its key
+/// `prtsafe_inspection`, and the others are named `event_N`.
 fn get_timeline(state: &State, params: &Params, now_ms: i64) -> Outcome {
     let id = required(params, "device_id")?;
     let hours_text = required(params, "hours")?;
@@ -225,7 +226,35 @@ fn get_timeline(state: &State, params: &Params, now_ms: i64) -> Outcome {
         return Err(device_not_found(id));
     }
     let since_ms = now_ms.saturating_sub(hours.saturating_mul(3_600_000));
-    Ok(state.store.timeline(id, since_ms))
+    let events = state.store.timeline(id, since_ms);
+    let shape = state
+        .device_timeline_shapes
+        .get(&normalize_device_id(id))
+        .copied()
+        .unwrap_or(state.timeline_shape);
+    Ok(shape_timeline(events, shape))
+}
+
+/// Lays out `events`, an object with one member per event, in `shape`.
+fn shape_timeline(events: Value, shape: TimelineShape) -> Value {
+    let Value::Object(members) = events else {
+        return events;
+    };
+    let count = members.len();
+    let array = || Value::Array(members.values().cloned().collect());
+    match shape {
+        TimelineShape::Object => Value::Object(members.clone()),
+        TimelineShape::Array => array(),
+        TimelineShape::WrappedEvent => json!({ "event": members }),
+        TimelineShape::WrappedEvents => json!({ "events": array() }),
+        TimelineShape::WrappedTimeline => json!({ "timeline": array() }),
+        TimelineShape::Sample if count == 1 => {
+            let event = members.values().next().cloned().unwrap_or(Value::Null);
+            json!({ "prtsafe_inspection": event })
+        }
+        TimelineShape::Sample => json!({ "prtsafe_inspection": members }),
+        TimelineShape::Unknown => Value::String(format!("{count} timeline events")),
+    }
 }
 
 /// Sets the device's `name` and `snmp_profile` when given, and then its
@@ -269,4 +298,46 @@ fn log_stats(state: &State, now_ms: i64) -> Value {
         "retention_days": 90,
         "storage_used_mb": devices * 37,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_events() -> Value {
+        json!({ "event_1": { "status": "up" }, "event_2": { "status": "down" } })
+    }
+
+    #[test]
+    fn timeline_shapes_lay_out_events() {
+        let array = json!([{ "status": "up" }, { "status": "down" }]);
+        let cases = [
+            (TimelineShape::Object, two_events()),
+            (TimelineShape::Array, array.clone()),
+            (
+                TimelineShape::WrappedEvent,
+                json!({ "event": two_events() }),
+            ),
+            (
+                TimelineShape::WrappedEvents,
+                json!({ "events": array.clone() }),
+            ),
+            (TimelineShape::WrappedTimeline, json!({ "timeline": array })),
+            (
+                TimelineShape::Sample,
+                json!({ "prtsafe_inspection": two_events() }),
+            ),
+            (TimelineShape::Unknown, json!("2 timeline events")),
+        ];
+        for (shape, expected) in cases {
+            assert_eq!(shape_timeline(two_events(), shape), expected, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn sample_shape_of_one_event_matches_document() {
+        let events = json!({ "event_1": { "status": "up" } });
+        let reply = shape_timeline(events, TimelineShape::Sample);
+        assert_eq!(reply, json!({ "prtsafe_inspection": { "status": "up" } }));
+    }
 }

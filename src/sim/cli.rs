@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Model, SimSettings, Since, serve};
+use super::{Model, SimSettings, Since, TimelineShape, serve};
 use crate::api::License;
 use crate::clock::Clock;
 
@@ -58,6 +58,12 @@ pub struct SimArgs {
     /// Seed of the generator; the same seed gives the same data.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+
+    /// Layout of getDeviceTimeline replies: object (one member per
+    /// event), array, wrapped-event, wrapped-events, wrapped-timeline,
+    /// sample (the API document's key) or unknown (a bare string).
+    #[arg(long, value_enum, default_value = "object")]
+    pub timeline_shape: TimelineShape,
 }
 
 impl SimArgs {
@@ -73,6 +79,7 @@ impl SimArgs {
             alert_rate_per_hour: self.alert_rate_per_hour,
             seed: self.seed,
             daily_limit: self.daily_limit,
+            timeline_shape: self.timeline_shape,
         }
     }
 }
@@ -152,6 +159,7 @@ mod tests {
         assert_eq!(args.since, Since::After);
         assert_eq!(args.devices, 50);
         assert_eq!(args.daily_limit, None);
+        assert_eq!(args.timeline_shape, TimelineShape::Object);
     }
 
     #[test]
@@ -169,11 +177,14 @@ mod tests {
             "at-or-after",
             "--daily-limit",
             "3",
+            "--timeline-shape",
+            "wrapped-events",
         ]);
         assert_eq!(args.clock_offset, -300);
         assert_eq!(args.api_keys, ["a", "b"]);
         assert_eq!(args.license, License::Demo);
         assert_eq!(args.since, Since::AtOrAfter);
         assert_eq!(args.settings().daily_limit, Some(3));
+        assert_eq!(args.timeline_shape, TimelineShape::WrappedEvents);
     }
 }

@@ -8,7 +8,9 @@
 
 use serde_json::Value;
 
+use super::TimelineShape;
 use super::model::Model;
+use super::query::normalize_device_id;
 use super::store::merge;
 
 impl Model {
@@ -143,5 +145,17 @@ impl Model {
         self.lock()
             .store
             .push_event(device_id, created_ms, None, event);
+    }
+
+    /// Sets the layout of every `getDeviceTimeline` reply, except for
+    /// devices given their own with [`Model::set_device_timeline_shape`].
+    pub fn set_timeline_shape(&self, shape: TimelineShape) {
+        self.lock().timeline_shape = shape;
+    }
+
+    /// Sets the layout of one device's `getDeviceTimeline` replies.
+    pub fn set_device_timeline_shape(&self, device_id: &str, shape: TimelineShape) {
+        let id = normalize_device_id(device_id);
+        self.lock().device_timeline_shapes.insert(id, shape);
     }
 }

@@ -35,6 +35,31 @@ pub enum Since {
     AtOrAfter,
 }
 
+/// The layout of `getDeviceTimeline` replies. The API document shows
+/// one sample (an event under the key `prtsafe_inspection`) and lists
+/// the fields as `event.*`, so clients must accept several layouts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimelineShape {
+    /// An object with one member per event (`event_1`, ...).
+    #[default]
+    Object,
+    /// An array of events.
+    Array,
+    /// `{"event": {...object of events...}}`.
+    WrappedEvent,
+    /// `{"events": [...]}`.
+    WrappedEvents,
+    /// `{"timeline": [...]}`.
+    WrappedTimeline,
+    /// The document's sample: the single event under
+    /// `prtsafe_inspection`, or an object of events there when there are
+    /// several.
+    Sample,
+    /// A bare string, which a client cannot read: for testing how it
+    /// copes.
+    Unknown,
+}
+
 #[derive(Clone, Debug)]
 pub struct SimSettings {
     pub license: License,
@@ -50,12 +75,13 @@ pub struct SimSettings {
     pub seed: u64,
     /// Requests per UTC day, overriding the licence's limit.
     pub daily_limit: Option<i64>,
+    pub timeline_shape: TimelineShape,
 }
 
 impl SimSettings {
     /// Settings with the defaults of the `sim` subcommand: enterprise
     /// licence, the key [`DEFAULT_API_KEY`], `Since::After`, 50 generated
-    /// devices, 60 alerts per hour, seed 1.
+    /// devices, 60 alerts per hour, seed 1, timelines as objects.
     pub fn new(clock: Clock) -> Self {
         SimSettings {
             license: License::Enterprise,
@@ -66,6 +92,7 @@ impl SimSettings {
             alert_rate_per_hour: 60.0,
             seed: 1,
             daily_limit: None,
+            timeline_shape: TimelineShape::Object,
         }
     }
 }

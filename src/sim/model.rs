@@ -2,7 +2,7 @@
 //! check the key, count the request against the day's limit, run the
 //! action.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ use super::generator::Generator;
 use super::query::{Params, mask_api_key};
 use super::quota::Quota;
 use super::store::{Store, timeline_time};
-use super::{SimResponse, SimSettings, Since};
+use super::{SimResponse, SimSettings, Since, TimelineShape};
 use crate::clock::Clock;
 
 /// Raw queries kept for [`Model::raw_queries`]; older ones are dropped so
@@ -30,6 +30,10 @@ pub(crate) struct State {
     pub(crate) raw_queries: VecDeque<String>,
     /// Replies to send instead of the next requests' real ones.
     pub(crate) faults: VecDeque<(u16, String)>,
+    pub(crate) timeline_shape: TimelineShape,
+    /// Shapes that replace `timeline_shape` for single devices, keyed by
+    /// normalized device id.
+    pub(crate) device_timeline_shapes: HashMap<String, TimelineShape>,
 }
 
 /// The simulated organization. Cheap to clone; clones share state.
@@ -61,6 +65,8 @@ impl Model {
             generator,
             raw_queries: VecDeque::new(),
             faults: VecDeque::new(),
+            timeline_shape: settings.timeline_shape,
+            device_timeline_shapes: HashMap::new(),
         };
         Model {
             state: Arc::new(Mutex::new(state)),
