@@ -10,6 +10,7 @@ use crate::api::{Alert, Device};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Alert(AlertEvent),
+    Timeline(TimelineRecord),
 }
 
 /// An alert in the state `getAlert` returned, with the device it names
@@ -21,17 +22,53 @@ pub struct AlertEvent {
     pub device: Option<Device>,
 }
 
+/// One up/down event of a device's timeline, as `getDeviceTimeline`
+/// returned it, with the device's record when the device is known.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineRecord {
+    /// MAC address, normalized.
+    pub device_id: String,
+    /// UTC time as the API writes it, such as `2019-01-15T20:10:00.000Z`.
+    pub created: String,
+    /// `up` or `down` in the API document; kept as sent.
+    pub status: String,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub device: Option<Device>,
+}
+
+impl TimelineRecord {
+    /// Returns `created` in epoch milliseconds, or `None` when it is
+    /// neither an RFC 3339 time nor epoch seconds, or lies outside 1970
+    /// to 9999.
+    pub fn created_ms(&self) -> Option<i64> {
+        let text = self.created.trim();
+        let ms = match chrono::DateTime::parse_from_rfc3339(text) {
+            Ok(time) => time.timestamp_millis(),
+            Err(_) => text.parse::<i64>().ok()?.checked_mul(1000)?,
+        };
+        (0..=LATEST_MS).contains(&ms).then_some(ms)
+    }
+}
+
+/// 9999-12-31T23:59:59.999Z, the latest time with a four-digit year.
+const LATEST_MS: i64 = 253_402_300_799_999;
+
 impl Event {
     /// Returns the key that identifies this event among everything delivered:
-    /// an alert modification is `(alert_id, modified)`.
+    /// an alert modification is `(alert_id, modified)`, a timeline event
+    /// `(device_id, created, status)`.
     pub fn dedup_key(&self) -> String {
         match self {
             Event::Alert(event) => alert_dedup_key(&event.alert),
+            Event::Timeline(record) => timeline_dedup_key(record),
         }
     }
 
     /// Returns the event's own time in epoch milliseconds: for an alert, when it
-    /// was last modified (or created). `None` when the record has no time.
+    /// was last modified (or created), for a timeline event its `created`.
+    /// `None` when the record has no time.
     pub fn time_ms(&self) -> Option<i64> {
         match self {
             Event::Alert(event) => event
@@ -39,6 +76,7 @@ impl Event {
                 .modified
                 .or(event.alert.created)
                 .map(|secs| secs.saturating_mul(1000)),
+            Event::Timeline(record) => record.created_ms(),
         }
     }
 
@@ -46,6 +84,7 @@ impl Event {
     pub fn kind_name(&self) -> &'static str {
         match self {
             Event::Alert(_) => "alert",
+            Event::Timeline(_) => "timeline",
         }
     }
 }
@@ -65,6 +104,21 @@ pub fn alert_dedup_key(alert: &Alert) -> String {
         modified,
         fnv1a(text.as_bytes())
     )
+}
+
+/// Builds the dedup key of a timeline event from `(device_id, created,
+/// status)`. `created` is compared as a time when it reads as one, so
+/// `20:10:00Z` and `20:10:00.000Z` match, and status ignores case and
+/// surrounding spaces. The parts are JSON-quoted, so no value can pass
+/// for another part.
+pub fn timeline_dedup_key(record: &TimelineRecord) -> String {
+    let created = record
+        .created_ms()
+        .map_or_else(|| record.created.trim().to_owned(), |ms| ms.to_string());
+    let status = record.status.trim().to_lowercase();
+    let parts = [record.device_id.as_str(), &created, &status];
+    let quoted = serde_json::to_string(&parts).unwrap_or_default();
+    format!("timeline:{quoted}")
 }
 
 /// 64-bit FNV-1a: stable across Rust releases, unlike `DefaultHasher`,
@@ -108,6 +162,59 @@ mod tests {
     fn key_starts_with_id_and_modified() {
         let key = alert_dedup_key(&alert("open"));
         assert!(key.starts_with("alert:900451:1700000000:"), "{key}");
+    }
+
+    fn timeline(created: &str, status: &str) -> TimelineRecord {
+        TimelineRecord {
+            device_id: "00:40:17:6C:00:00".into(),
+            created: created.into(),
+            status: status.into(),
+            ip_address: Some("192.168.121.15".into()),
+            device: None,
+        }
+    }
+
+    #[test]
+    fn timeline_key_ignores_time_spelling() {
+        assert_eq!(
+            timeline_dedup_key(&timeline("2019-01-15T20:10:00.000Z", "up")),
+            timeline_dedup_key(&timeline("2019-01-15T20:10:00Z", " Up "))
+        );
+    }
+
+    #[test]
+    fn timeline_key_separates_status() {
+        assert_ne!(
+            timeline_dedup_key(&timeline("2019-01-15T20:10:00.000Z", "up")),
+            timeline_dedup_key(&timeline("2019-01-15T20:10:00.000Z", "down"))
+        );
+    }
+
+    #[test]
+    fn timeline_key_ignores_ip_address() {
+        let mut moved = timeline("2019-01-15T20:10:00.000Z", "up");
+        moved.ip_address = Some("10.0.0.9".into());
+        assert_eq!(
+            timeline_dedup_key(&moved),
+            timeline_dedup_key(&timeline("2019-01-15T20:10:00.000Z", "up"))
+        );
+    }
+
+    #[test]
+    fn timeline_time_reads_api_format() {
+        let record = timeline("2019-01-15T20:10:00.000Z", "up");
+        assert_eq!(record.created_ms(), Some(1_547_583_000_000));
+        assert_eq!(Event::Timeline(record).time_ms(), Some(1_547_583_000_000));
+    }
+
+    #[test]
+    fn timeline_time_rejects_garbage() {
+        assert_eq!(timeline("yesterday", "up").created_ms(), None);
+        assert_eq!(timeline("-5", "up").created_ms(), None);
+        assert_eq!(
+            timeline("1547583000", "up").created_ms(),
+            Some(1_547_583_000_000)
+        );
     }
 
     #[test]

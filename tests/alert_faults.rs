@@ -18,7 +18,7 @@ fn stored_ids(forwarder: &Forwarder<InMemory>) -> Vec<String> {
     rows.into_iter()
         .filter_map(|row| match row.event {
             Ok(Event::Alert(event)) => Some(event.alert.alert_id),
-            Err(_) => None,
+            Ok(Event::Timeline(_)) | Err(_) => None,
         })
         .collect()
 }

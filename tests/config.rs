@@ -41,6 +41,7 @@ fn example_config_sets_every_default() {
         format!("{:?}", defaults.format),
         format!("{:?}", example.format)
     );
+    assert_eq!(defaults.timeline, example.timeline);
     assert_eq!(defaults.state.path, example.state.path);
     assert_eq!(defaults.api.url, example.api.url);
 }
@@ -157,4 +158,64 @@ fn unknown_facility_lists_the_names() {
     assert_eq!(code, 78, "{stderr}");
     assert!(stderr.contains("\"local9\""), "{stderr}");
     assert!(!stderr.contains("Name("), "{stderr}");
+}
+
+const MINIMAL_OUTPUT: &str =
+    "[[output]]\nname = \"siem\"\naddress = \"127.0.0.1:514\"\nprotocol = \"tcp\"\n";
+
+fn parse_timeline(table: &str) -> Result<config::Settings, config::ConfigError> {
+    let text = format!("[timeline]\n{table}\n{MINIMAL_OUTPUT}");
+    config::parse(Path::new("/etc/iotsecure-forwarder/t.toml"), &text)
+}
+
+#[test]
+fn timeline_defaults() {
+    let settings = parse_timeline("").expect("validates");
+    let timeline = settings.timeline;
+    assert!(timeline.enabled);
+    assert_eq!(timeline.policy, config::TimelinePolicy::Alerted);
+    assert_eq!(timeline.alerted_days, 7);
+    assert_eq!(timeline.min_interval.as_secs(), 3600);
+    assert_eq!(timeline.max_hours, 24);
+}
+
+#[test]
+fn timeline_list_normalizes_macs() {
+    let table = "policy = \"list\"\ndevices = [\"00-40-17-6c-00-00\", \" 00:40:17:6C:00:01\", \"00:40:17:6C:00:00\"]";
+    let settings = parse_timeline(table).expect("validates");
+    assert_eq!(
+        settings.timeline.policy,
+        config::TimelinePolicy::List(vec![
+            "00:40:17:6C:00:00".to_owned(),
+            "00:40:17:6C:00:01".to_owned()
+        ])
+    );
+}
+
+#[test]
+fn timeline_invalid_mac_is_named() {
+    let table = "policy = \"list\"\ndevices = [\"00:40:17:6C:00\"]";
+    let error = parse_timeline(table).expect_err("rejected").to_string();
+    assert!(
+        error.contains("t.toml:3:1: key timeline.devices"),
+        "{error}"
+    );
+    assert!(error.contains("\"00:40:17:6C:00\""), "{error}");
+}
+
+#[test]
+fn timeline_rejects_bad_values() {
+    let cases = [
+        ("policy = \"some\"", "timeline.policy"),
+        ("policy = \"list\"", "timeline.devices"),
+        ("devices = [\"00:40:17:6C:00:00\"]", "timeline.devices"),
+        ("alerted_days = 0", "timeline.alerted_days"),
+        ("min_interval = \"10s\"", "timeline.min_interval"),
+        ("max_hours = 0", "timeline.max_hours"),
+        ("share = 0.5", "share"),
+    ];
+    for (table, key) in cases {
+        let error = parse_timeline(table).expect_err(table).to_string();
+        assert!(error.contains(key), "{table}: {error}");
+    }
 }

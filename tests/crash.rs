@@ -57,7 +57,8 @@ async fn killed_before_delivery_sends_once() {
     let siem = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
     let extra = format!(
-        "[alerts]\nmin_poll_interval = \"1s\"\n\n{}",
+        "{}[alerts]\nmin_poll_interval = \"1s\"\n\n{}",
+        common::ALERTS_ONLY,
         common::output("siem", siem, "tcp", "lf")
     );
     common::settings(dir.path(), &format!("http://{api}/"), &extra);

@@ -36,6 +36,7 @@ impl Outputs {
 
     fn config(&self) -> String {
         [
+            common::ALERTS_ONLY.to_owned(),
             output("lf", self.lf.addr, "tcp", "lf"),
             output("octet", self.octet.addr, "tcp", "octet-counting"),
             output("udp", self.udp.addr, "udp", "lf"),

@@ -157,18 +157,18 @@ impl<T: Transport> Client<T> {
         self.fetch(call).await
     }
 
-    /// Returns the timeline events of the last `hours` hours, with the
-    /// raw body for callers that log shapes they do not understand.
+    /// Returns the timeline events of the last `hours` hours, and the
+    /// shapes of the reply that held no readable event.
     pub async fn get_device_timeline(
         &self,
         device_id: &str,
         hours: u32,
-    ) -> Result<(Vec<TimelineEvent>, Value), ApiError> {
+    ) -> Result<TimelineReply, ApiError> {
         let call = Call::new(Module::IoTSecurity, "getDeviceTimeline")
             .param("device_id", Some(device_id))
             .param("hours", Some(hours));
         let (body, _) = self.call_json(&call).await?;
-        Ok((timeline_events(&body), body))
+        Ok(timeline_events(&body))
     }
 
     pub async fn update_device(
@@ -259,43 +259,122 @@ fn ids_of(action: &'static str, body: &Value, field: &str) -> Result<Vec<String>
         .collect())
 }
 
-/// Finds timeline events in the loose shapes the document allows: an
-/// array of events, one event, an object of events, or an object that
-/// wraps either under any key (the document's sample uses
-/// `prtsafe_inspection`).
-pub fn timeline_events(body: &Value) -> Vec<TimelineEvent> {
-    let mut events = Vec::new();
-    collect_timeline(body, 0, &mut events);
-    events
+/// The events and the unreadable parts of a `getDeviceTimeline` reply,
+/// as [`timeline_events`] found them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimelineReply {
+    pub events: Vec<TimelineEvent>,
+    /// Parts of the reply that held no readable event, one entry per
+    /// distinct shape, such as `string` or `object > event without
+    /// created`. The shape names JSON types, never keys or values, so
+    /// the same layout gives the same text on every reply.
+    pub not_understood: Vec<String>,
 }
 
-fn collect_timeline(value: &Value, depth: usize, out: &mut Vec<TimelineEvent>) {
-    const MAX_DEPTH: usize = 3;
-    if depth > MAX_DEPTH {
+impl TimelineReply {
+    fn note(&mut self, path: &[&str], what: &str) {
+        let mut shape = path.join(" > ");
+        if !shape.is_empty() {
+            shape.push_str(" > ");
+        }
+        shape.push_str(what);
+        if !self.not_understood.contains(&shape) {
+            self.not_understood.push(shape);
+        }
+    }
+}
+
+/// Containers descended into before a value counts as too deep.
+const MAX_TIMELINE_DEPTH: usize = 4;
+
+/// Finds timeline events in the loose shapes the document allows: an
+/// array of events, one event, an object of events, or an object that
+/// wraps either under any key (`event`, `events`, `timeline`, or the
+/// document's own sample key `prtsafe_inspection`). Everything else is
+/// listed in [`TimelineReply::not_understood`].
+///
+/// An event is an object with a `status` or `created` member whose
+/// members are all scalars. It is understood when it has both; the
+/// dedup key needs them. A scalar member of a wrapper object is
+/// reported only when the wrapper yielded no event, so a wrapper such
+/// as `{"device_id": ..., "events": [...]}` is read without complaint.
+pub fn timeline_events(body: &Value) -> TimelineReply {
+    let mut reply = TimelineReply::default();
+    match body {
+        // `null` at the top is no reply at all; inside a wrapper it is
+        // an empty member.
+        Value::Null => reply.note(&[], "null"),
+        _ => collect_timeline(body, &mut Vec::new(), &mut reply),
+    }
+    reply
+}
+
+fn collect_timeline(value: &Value, path: &mut Vec<&'static str>, reply: &mut TimelineReply) {
+    if path.len() > MAX_TIMELINE_DEPTH {
+        reply.note(path, "nested too deep");
         return;
     }
     match value {
         Value::Array(items) => {
+            path.push("array");
             for item in items {
-                collect_timeline(item, depth + 1, out);
+                collect_timeline(item, path, reply);
             }
+            path.pop();
         }
-        Value::Object(map) if looks_like_event(map) => {
-            if let Ok(event) = serde_json::from_value(value.clone()) {
-                out.push(event);
-            }
-        }
+        Value::Object(map) if is_event(map) => push_event(value, path, reply),
         Value::Object(map) => {
-            for item in map.values() {
-                collect_timeline(item, depth + 1, out);
+            path.push("object");
+            let found_before = reply.events.len();
+            for item in map.values().filter(|item| is_container(item)) {
+                collect_timeline(item, path, reply);
             }
+            if reply.events.len() == found_before {
+                for item in map.values().filter(|item| !is_container(item)) {
+                    if !item.is_null() {
+                        reply.note(path, json_type(item));
+                    }
+                }
+            }
+            path.pop();
         }
-        _ => {}
+        Value::Null => {}
+        scalar => reply.note(path, json_type(scalar)),
     }
 }
 
-fn looks_like_event(map: &serde_json::Map<String, Value>) -> bool {
-    map.contains_key("status") && (map.contains_key("created") || map.contains_key("device_id"))
+fn is_event(map: &serde_json::Map<String, Value>) -> bool {
+    let named = map.contains_key("status") || map.contains_key("created");
+    named && !map.values().any(is_container)
+}
+
+fn push_event(value: &Value, path: &[&str], reply: &mut TimelineReply) {
+    // Every field is optional and lenient, so only a non-object fails,
+    // which `is_event` already ruled out.
+    let Ok(event) = serde_json::from_value::<TimelineEvent>(value.clone()) else {
+        reply.note(path, "event that does not decode");
+        return;
+    };
+    match (&event.created, &event.status) {
+        (None, _) => reply.note(path, "event without created"),
+        (_, None) => reply.note(path, "event without status"),
+        _ => reply.events.push(event),
+    }
+}
+
+fn is_container(value: &Value) -> bool {
+    value.is_array() || value.is_object()
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
 }
 
 #[cfg(test)]
@@ -340,22 +419,79 @@ mod tests {
         assert_eq!(ids, ["900451", "900464", "7"]);
     }
 
+    fn doc_event() -> Value {
+        json!({"created": "2019-01-15T20:10:00.000Z",
+            "device_id": "00:40:17:6C:00:00", "ip_address": "192.168.121.15",
+            "status": "up"})
+    }
+
     #[test]
     fn timeline_shapes_are_all_understood() {
-        let event = json!({"created": "2019-01-15T20:10:00.000Z",
-            "device_id": "00:40:17:6C:00:00", "ip_address": "192.168.121.15",
-            "status": "up"});
+        let event = doc_event();
         let shapes = [
             json!([event.clone()]),
             json!({"prtsafe_inspection": event.clone()}),
+            json!({"event": event.clone()}),
             json!({"events": [event.clone()]}),
             json!({"timeline": {"a": event.clone()}}),
+            json!({"device_id": "00:40:17:6C:00:00", "events": [event.clone()]}),
             event.clone(),
         ];
         for shape in shapes {
-            let events = timeline_events(&shape);
-            assert_eq!(events.len(), 1, "{shape}");
-            assert_eq!(events[0].status.as_deref(), Some("up"));
+            let reply = timeline_events(&shape);
+            assert_eq!(reply.events.len(), 1, "{shape}");
+            assert_eq!(reply.events[0].status.as_deref(), Some("up"));
+            assert!(reply.not_understood.is_empty(), "{shape}: {reply:?}");
         }
+    }
+
+    #[test]
+    fn empty_timelines_are_understood() {
+        for shape in [
+            json!({}),
+            json!([]),
+            json!({"events": []}),
+            json!({"events": null}),
+        ] {
+            let reply = timeline_events(&shape);
+            assert!(reply.events.is_empty(), "{shape}");
+            assert!(reply.not_understood.is_empty(), "{shape}: {reply:?}");
+        }
+    }
+
+    #[test]
+    fn scalar_replies_are_not_understood() {
+        let cases = [
+            (json!("no timeline"), "string"),
+            (json!(42), "number"),
+            (json!(null), "null"),
+            (json!({"timeline": "n/a"}), "object > string"),
+            (
+                json!([[[[[[doc_event()]]]]]]),
+                "array > array > array > array > array > nested too deep",
+            ),
+        ];
+        for (shape, expected) in cases {
+            let reply = timeline_events(&shape);
+            assert!(reply.events.is_empty(), "{shape}");
+            assert_eq!(reply.not_understood, [expected], "{shape}");
+        }
+    }
+
+    #[test]
+    fn event_without_created_is_not_understood() {
+        let body = json!({"events": [{"status": "down"}, doc_event()]});
+        let reply = timeline_events(&body);
+        assert_eq!(reply.events.len(), 1);
+        assert_eq!(
+            reply.not_understood,
+            ["object > array > event without created"]
+        );
+    }
+
+    #[test]
+    fn repeated_shape_is_listed_once() {
+        let reply = timeline_events(&json!([1, 2, "x", 3]));
+        assert_eq!(reply.not_understood, ["array > number", "array > string"]);
     }
 }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 pub(crate) use client::failure_of;
-pub use client::{Client, DeviceFilter, Listed, TimeFilter, timeline_events};
+pub use client::{Client, DeviceFilter, Listed, TimeFilter, TimelineReply, timeline_events};
 pub use error::{ApiError, ErrorKind};
 pub use http::{ApiKey, HttpSettings, HttpTransport, parse_http_date};
 pub use types::*;

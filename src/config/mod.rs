@@ -27,6 +27,7 @@ pub struct Settings {
     pub quota: QuotaSettings,
     pub state: StateSettings,
     pub alerts: AlertSettings,
+    pub timeline: TimelineSettings,
     pub format: FormatSettings,
     pub outputs: Vec<OutputSettings>,
 }
@@ -77,6 +78,35 @@ pub struct AlertSettings {
     pub overlap: Duration,
     pub clock_skew: Duration,
     pub max_details_per_cycle: u32,
+}
+
+/// The `[timeline]` table: which devices' timelines are polled, and how
+/// often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineSettings {
+    pub enabled: bool,
+    pub policy: TimelinePolicy,
+    /// For [`TimelinePolicy::Alerted`]: how far back an alert selects
+    /// its device.
+    pub alerted_days: u32,
+    /// Shortest time between two polls of one device.
+    pub min_interval: Duration,
+    /// The `hours` of the first poll of a device, and the maximum any
+    /// poll requests.
+    pub max_hours: u32,
+}
+
+/// The rule that selects the devices whose timelines are polled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimelinePolicy {
+    /// Devices named in alerts of the last `alerted_days` days.
+    Alerted,
+    /// Devices whose last inventory record has `threat = true`.
+    Threat,
+    /// Every device in the inventory.
+    All,
+    /// These MAC addresses, normalized to upper case with colons.
+    List(Vec<String>),
 }
 
 /// Reads and validates the file at `path`.

@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub alerts: RawAlerts,
     #[serde(default)]
+    pub timeline: RawTimeline,
+    #[serde(default)]
     pub format: RawFormat,
     /// One table per SIEM receiver.
     #[serde(default)]
@@ -160,6 +162,36 @@ impl Default for RawAlerts {
             overlap: Duration::from_secs(2),
             clock_skew: Duration::from_secs(600),
             max_details_per_cycle: 500,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTimeline {
+    pub enabled: bool,
+    /// `alerted`, `threat`, `all` or `list`.
+    pub policy: String,
+    /// MAC addresses polled under the `list` policy.
+    pub devices: Vec<String>,
+    /// Under `alerted`, an alert selects its device for this many days.
+    pub alerted_days: u32,
+    /// Shortest time between two polls of one device.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// `hours` of a device's first poll, and the cap on every poll's.
+    pub max_hours: u32,
+}
+
+impl Default for RawTimeline {
+    fn default() -> Self {
+        RawTimeline {
+            enabled: true,
+            policy: "alerted".into(),
+            devices: Vec::new(),
+            alerted_days: 7,
+            min_interval: Duration::from_secs(3600),
+            max_hours: 24,
         }
     }
 }

@@ -9,8 +9,11 @@ use reqwest::Url;
 use crate::api::License;
 use crate::budget::Shares;
 
-use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput};
-use super::{AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings};
+use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput, RawTimeline};
+use super::{
+    AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings,
+    TimelinePolicy, TimelineSettings,
+};
 use crate::format::{FormatSettings, SyslogHeader};
 use crate::sink::{Framing, OutputSettings, Oversize, Protocol};
 
@@ -39,6 +42,7 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
     let api = api(&check, raw.api)?;
     let quota = quota(&check, raw.quota)?;
     let alerts = alerts(&check, raw.alerts)?;
+    let timeline = timeline(&check, raw.timeline)?;
     let format = format(&check, raw.format)?;
     let outputs = outputs(&check, raw.output)?;
     let state = StateSettings {
@@ -52,6 +56,7 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
         quota,
         state,
         alerts,
+        timeline,
         format,
         outputs,
     })
@@ -163,6 +168,93 @@ fn alerts(check: &Check, raw: super::raw::RawAlerts) -> Result<AlertSettings, Co
         clock_skew: raw.clock_skew,
         max_details_per_cycle: raw.max_details_per_cycle,
     })
+}
+
+fn timeline(check: &Check, raw: RawTimeline) -> Result<TimelineSettings, ConfigError> {
+    let policy = match raw.policy.as_str() {
+        "alerted" => TimelinePolicy::Alerted,
+        "threat" => TimelinePolicy::Threat,
+        "all" => TimelinePolicy::All,
+        "list" => TimelinePolicy::List(timeline_devices(check, &raw.devices)?),
+        other => {
+            return Err(check.fail(
+                "timeline.policy",
+                format!(
+                    "invalid policy {other:?}: use \"alerted\", \"threat\", \"all\" or \"list\""
+                ),
+            ));
+        }
+    };
+    if !raw.devices.is_empty() && !matches!(policy, TimelinePolicy::List(_)) {
+        return Err(check.fail(
+            "timeline.devices",
+            format!(
+                "devices are polled only under policy \"list\", but policy is {:?}: \
+                 set policy = \"list\" or remove devices",
+                raw.policy
+            ),
+        ));
+    }
+    if raw.alerted_days == 0 {
+        return Err(check.fail("timeline.alerted_days", "must be at least 1".to_owned()));
+    }
+    // Each poll of a device costs a request of the daily quota.
+    if raw.min_interval < Duration::from_secs(60) {
+        return Err(check.fail(
+            "timeline.min_interval",
+            "must be at least 1m: each poll spends a request".to_owned(),
+        ));
+    }
+    if raw.max_hours == 0 {
+        return Err(check.fail("timeline.max_hours", "must be at least 1".to_owned()));
+    }
+    Ok(TimelineSettings {
+        enabled: raw.enabled,
+        policy,
+        alerted_days: raw.alerted_days,
+        min_interval: raw.min_interval,
+        max_hours: raw.max_hours,
+    })
+}
+
+/// Checks the `list` policy's MAC addresses and normalizes them as the
+/// API writes device ids: upper case, colon-separated.
+fn timeline_devices(check: &Check, devices: &[String]) -> Result<Vec<String>, ConfigError> {
+    if devices.is_empty() {
+        return Err(check.fail(
+            "timeline.devices",
+            "policy \"list\" needs at least one MAC address in devices".to_owned(),
+        ));
+    }
+    let mut normalized: Vec<String> = Vec::with_capacity(devices.len());
+    for device in devices {
+        let Some(mac) = normalize_mac(device) else {
+            return Err(check.fail(
+                "timeline.devices",
+                format!(
+                    "invalid MAC address {device:?}: use six hexadecimal pairs \
+                     separated by ':' or '-', such as \"00:40:17:6C:00:00\""
+                ),
+            ));
+        };
+        if !normalized.contains(&mac) {
+            normalized.push(mac);
+        }
+    }
+    Ok(normalized)
+}
+
+/// Returns `text` as `AA:BB:CC:DD:EE:FF`, or `None` unless it is six
+/// pairs of hexadecimal digits separated by `:` or `-`.
+fn normalize_mac(text: &str) -> Option<String> {
+    let text = text.trim();
+    let separator = if text.contains('-') { '-' } else { ':' };
+    let pairs: Vec<&str> = text.split(separator).collect();
+    let valid = pairs.len() == 6
+        && pairs
+            .iter()
+            .all(|pair| pair.len() == 2 && pair.bytes().all(|b| b.is_ascii_hexdigit()));
+    valid.then(|| pairs.join(":").to_ascii_uppercase())
 }
 
 fn format(check: &Check, raw: RawFormat) -> Result<FormatSettings, ConfigError> {

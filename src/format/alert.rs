@@ -48,22 +48,22 @@ const fn key(name: &'static str, max_chars: usize, shortening: Shortening) -> Ex
 
 // Limits from the CEF dictionary, in characters. Numeric and address
 // fields carry only digits or addresses this module produced itself.
-const RT: ExtensionKey = id("rt", 32);
+pub(super) const RT: ExtensionKey = id("rt", 32);
 const START: ExtensionKey = id("start", 32);
 const EXTERNAL_ID: ExtensionKey = id("externalId", 40);
 const CAT: ExtensionKey = text("cat", 1023);
 const MSG: ExtensionKey = text("msg", 1023);
 const OUTCOME: ExtensionKey = text("outcome", 63);
-const DMAC: ExtensionKey = id("dmac", 1023);
+pub(super) const DMAC: ExtensionKey = id("dmac", 1023);
 const DPT: ExtensionKey = whole("dpt", 8);
-const DHOST: ExtensionKey = whole("dhost", 1023);
+pub(super) const DHOST: ExtensionKey = whole("dhost", 1023);
 const DST: ExtensionKey = whole("dst", 64);
 const C6A3: ExtensionKey = whole("c6a3", 64);
 const C6A3_LABEL: ExtensionKey = label("c6a3Label", 1023);
 
 /// `csN` fields (4000 characters) with their labels. `cs3` carries a
 /// port list such as `80,443`, which a cut would falsify.
-const CS: [(ExtensionKey, ExtensionKey); 6] = [
+pub(super) const CS: [(ExtensionKey, ExtensionKey); 6] = [
     (text("cs1", 4000), label("cs1Label", 1023)),
     (text("cs2", 4000), label("cs2Label", 1023)),
     (whole("cs3", 4000), label("cs3Label", 1023)),
@@ -183,7 +183,12 @@ fn push_alert_fields(alert: &Alert, extension: &mut Extension) {
 fn push_device_fields(device: &Device, extension: &mut Extension) {
     extension.push(DHOST, device.hostname.as_deref());
     push_ip_address(device.ip_address.as_deref(), extension);
+    push_device_details(device, extension);
+}
 
+/// Adds the device's fields after `dhost` and its address: name,
+/// category, type, flags, manufacturer and model.
+pub(super) fn push_device_details(device: &Device, extension: &mut Extension) {
     let [_, _, _, name, category, device_type] = &CS;
     push_custom(extension, name, "deviceName", device.name.as_deref());
     let category_value = device.category.as_deref();
@@ -209,7 +214,7 @@ fn push_device_fields(device: &Device, extension: &mut Extension) {
 
 /// `dst` for IPv4, `c6a3` for IPv6 (CEF's `dst` takes IPv4 only), and
 /// nothing for text that is not an address.
-fn push_ip_address(ip_address: Option<&str>, extension: &mut Extension) {
+pub(super) fn push_ip_address(ip_address: Option<&str>, extension: &mut Extension) {
     let parsed = ip_address.and_then(|ip| ip.trim().parse::<IpAddr>().ok());
     match parsed {
         Some(IpAddr::V4(v4)) => extension.push(DST, Some(&v4.to_string())),
@@ -221,7 +226,7 @@ fn push_ip_address(ip_address: Option<&str>, extension: &mut Extension) {
     }
 }
 
-fn push_custom(
+pub(super) fn push_custom(
     extension: &mut Extension,
     (field, label_key): &(ExtensionKey, ExtensionKey),
     label: &str,

@@ -1,7 +1,8 @@
 //! Encodes events as CEF inside an RFC 5424 or RFC 3164 syslog message.
 //!
 //! [`cef`] owns CEF escaping and parsing, [`syslog`] the headers,
-//! [`alert`] the mapping of alert fields onto CEF keys, and [`fit`] the
+//! [`alert`] and [`timeline`] the mapping of alert and device timeline
+//! fields onto CEF keys, and [`fit`] the
 //! shortening of values that keeps a message within an output's byte
 //! limit. The output is one complete message without framing: the sinks
 //! add the framing.
@@ -15,6 +16,7 @@ pub mod alert;
 pub mod cef;
 pub mod fit;
 pub mod syslog;
+pub mod timeline;
 
 #[cfg(test)]
 mod tests;
@@ -29,8 +31,21 @@ use crate::api::Alert;
 use crate::clock::Clock;
 use crate::event::Event;
 
+pub use timeline::TIMELINE_MSGID;
+
 /// The RFC 5424 MSGID of alert messages.
 pub const ALERT_MSGID: &str = "alert";
+
+/// The parts of a message that depend on the kind of event.
+struct Parts<'a> {
+    severity: Severity,
+    /// The event's own time in epoch milliseconds, if it has one.
+    time_ms: Option<i64>,
+    msgid: &'static str,
+    event_class_id: String,
+    name: &'a str,
+    extension: cef::Extension,
+}
 
 /// Which syslog header precedes the message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,24 +105,48 @@ impl Formatter {
         max_bytes: usize,
         out: &mut Vec<u8>,
     ) -> Fitted {
-        let Event::Alert(alert_event) = event;
-        let alert = &alert_event.alert;
-        let severity = self.severity(alert);
-        let timestamp_ms = alert::alert_time_ms(alert).unwrap_or(now_ms);
+        let parts = match event {
+            Event::Alert(alert_event) => self.alert_parts(alert_event),
+            Event::Timeline(record) => timeline::parts(record),
+        };
+        let timestamp_ms = parts.time_ms.unwrap_or(now_ms);
 
         let mut syslog_header = String::with_capacity(128);
-        self.encode_header(severity, timestamp_ms, &mut syslog_header);
-        let event_class_id = alert::event_class_id(alert);
+        self.encode_header(
+            parts.severity,
+            timestamp_ms,
+            parts.msgid,
+            &mut syslog_header,
+        );
         let draft = fit::Draft {
             syslog_header: &syslog_header,
-            cef_header: alert::cef_header(alert, &event_class_id, severity),
-            extension: alert::extension(alert_event),
+            cef_header: cef::CefHeader {
+                vendor: alert::VENDOR,
+                product: alert::PRODUCT,
+                version: alert::PRODUCT_VERSION,
+                event_class_id: &parts.event_class_id,
+                name: parts.name,
+                severity: parts.severity,
+            },
+            extension: parts.extension,
         };
         let mut message = String::with_capacity(512);
         let fitted = fit::encode_within(draft, max_bytes, &mut message);
         debug_assert!(!message.contains(['\r', '\n']), "line break");
         out.extend_from_slice(message.as_bytes());
         fitted
+    }
+
+    fn alert_parts<'a>(&self, alert_event: &'a crate::event::AlertEvent) -> Parts<'a> {
+        let alert = &alert_event.alert;
+        Parts {
+            severity: self.severity(alert),
+            time_ms: alert::alert_time_ms(alert),
+            msgid: ALERT_MSGID,
+            event_class_id: alert::event_class_id(alert),
+            name: alert::alert_name(alert),
+            extension: alert::extension(alert_event),
+        }
     }
 
     /// Returns the CEF severity of an alert: `severity[priority]` with the
@@ -119,7 +158,7 @@ impl Formatter {
         Severity::new(*configured.unwrap_or(&self.settings.default_severity))
     }
 
-    fn encode_header(&self, severity: Severity, ms: i64, out: &mut String) {
+    fn encode_header(&self, severity: Severity, ms: i64, msgid: &str, out: &mut String) {
         let settings = &self.settings;
         let severity = SyslogSeverity::from_cef(severity);
         let priority = Priority::new(settings.facility, severity);
@@ -130,7 +169,7 @@ impl Formatter {
                 hostname: &settings.hostname,
                 app_name: &settings.app_name,
                 procid: "",
-                msgid: ALERT_MSGID,
+                msgid,
             }
             .encode(out),
             SyslogHeader::Rfc3164 => Rfc3164Header {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::api::Device;
-use crate::event::AlertEvent;
+use crate::event::{AlertEvent, TimelineRecord};
 
 /// The line `docs/mapping.md` shows; the test below keeps it true.
 const EXAMPLE: &str = "<131>1 2019-02-20T04:40:34.000Z fw1.example.com \
@@ -888,4 +888,128 @@ fn long_category_fits_smallest_budget() {
     assert_eq!(fitted, Fitted::Shortened);
     assert!(line.len() <= 480, "{} bytes", line.len());
     assert_eq!(split(&line).1.get("externalId"), Some("900451"));
+}
+
+// Timeline events.
+
+fn sample_timeline(status: &str, device: Option<Device>) -> Event {
+    Event::Timeline(TimelineRecord {
+        device_id: "00:40:17:6C:00:00".into(),
+        created: "2019-01-15T20:10:00.000Z".into(),
+        status: status.into(),
+        ip_address: Some("192.168.121.15".into()),
+        device,
+    })
+}
+
+/// The timeline line `docs/mapping.md` shows; the test below keeps it
+/// true.
+const TIMELINE_EXAMPLE: &str = "<133>1 2019-01-15T20:10:00.000Z \
+fw1.example.com iotsecure-forwarder - timeline - CEF:0|IoT Secure|\
+IoT Secure API|1.0|timeline:down|Device down|3|rt=1547583000000 \
+dmac=00:40:17:6C:00:00 dst=192.168.121.15 cs1Label=status cs1=down \
+dhost=cam-lobby cs4Label=deviceName cs4=Lobby camera \
+cs5Label=deviceCategory cs5=Camera cs6Label=deviceType cs6=IP Camera \
+cn1Label=deviceThreat cn1=1 cn2Label=deviceSpoofed cn2=0 \
+cn3Label=deviceBlocked cn3=1 flexString1Label=deviceManufacturer \
+flexString1=Axis flexString2Label=deviceModel flexString2=M3045";
+
+#[test]
+fn timeline_example_matches_mapping_doc() {
+    let message = encode(&sample_timeline("down", Some(sample_device())));
+    assert_eq!(message, TIMELINE_EXAMPLE);
+    let doc = include_str!("../../docs/mapping.md");
+    assert!(
+        doc.contains(TIMELINE_EXAMPLE),
+        "docs/mapping.md shows another timeline line"
+    );
+}
+
+#[test]
+fn timeline_status_sets_header() {
+    let cases = [
+        ("up", "timeline:up", "Device up", "1"),
+        (" Down ", "timeline:down", "Device down", "3"),
+        ("rebooting", "timeline:other", "Device status changed", "3"),
+    ];
+    for (status, class_id, name, severity) in cases {
+        let record = record_of(&sample_timeline(status, None));
+        assert_eq!(record.event_class_id, class_id, "{status}");
+        assert_eq!(record.name, name, "{status}");
+        assert_eq!(record.severity, severity, "{status}");
+        assert_eq!(record.get("cs1"), Some(status.trim()), "{status}");
+    }
+}
+
+#[test]
+fn timeline_uses_msgid_and_event_time() {
+    let message = encode(&sample_timeline("up", None));
+    let (header, _) = split(&message);
+    assert_eq!(header[1], "2019-01-15T20:10:00.000Z");
+    assert_eq!(header[5], "timeline");
+}
+
+#[test]
+fn timeline_without_device_has_no_device_fields() {
+    let record = record_of(&sample_timeline("up", None));
+    let keys: Vec<&str> = record.extension.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["rt", "dmac", "dst", "cs1Label", "cs1"]);
+}
+
+#[test]
+fn timeline_ip_address_beats_device_record() {
+    let mut device = sample_device();
+    device.ip_address = Some("10.9.9.9".into());
+    let record = record_of(&sample_timeline("up", Some(device)));
+    assert_eq!(record.get("dst"), Some("192.168.121.15"));
+}
+
+#[test]
+fn timeline_ipv6_goes_to_c6a3() {
+    let Event::Timeline(mut timeline) = sample_timeline("up", None) else {
+        unreachable!("sample_timeline builds a timeline event");
+    };
+    timeline.ip_address = Some("fe80::1".into());
+    let record = record_of(&Event::Timeline(timeline));
+    assert_eq!(record.get("c6a3"), Some("fe80::1"));
+    assert_eq!(record.get("c6a3Label"), Some("deviceAddress"));
+    assert_eq!(record.get("dst"), None);
+}
+
+#[test]
+fn hostile_timeline_fields_parse_back() {
+    let mut device = sample_device();
+    device.hostname = Some(HOSTILE.into());
+    let event = Event::Timeline(TimelineRecord {
+        device_id: "00:40:17:6C:00:00".into(),
+        created: HOSTILE.into(),
+        status: HOSTILE.into(),
+        ip_address: Some(HOSTILE.into()),
+        device: Some(device),
+    });
+    let message = encode(&event);
+    let (header, record) = split(&message);
+    assert_eq!(header[5], "timeline");
+    assert_eq!(record.name, "Device status changed");
+    assert_eq!(record.get("dhost"), Some(HOSTILE));
+    assert_eq!(record.get("cs1"), Some(HOSTILE));
+    assert_eq!(record.get("dst"), None, "not an address");
+    assert_eq!(record.get("rt"), None, "not a time");
+    assert_no_forged_pair(&record, "cs1");
+}
+
+#[test]
+fn long_timeline_hostname_fits_smallest_budget() {
+    let mut device = sample_device();
+    device.hostname = Some("h".repeat(10_000));
+    device.name = Some("n=".repeat(3_000));
+    let event = sample_timeline("down", Some(device));
+    let (message, fitted) = encode_within(settings(SyslogHeader::Rfc5424), &event, 480);
+    assert_eq!(fitted, Fitted::Shortened);
+    assert!(message.len() <= 480, "{} bytes", message.len());
+    assert!(!message.contains(['\r', '\n']), "line break");
+    let record = parse_cef(cef_part(&message)).expect("CEF parses");
+    assert_eq!(record.event_class_id, "timeline:down");
+    assert_eq!(record.get("dmac"), Some("00:40:17:6C:00:00"));
+    assert_eq!(record.get("rt"), Some("1547583000000"));
 }

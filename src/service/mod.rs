@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::format::Formatter;
 use crate::sink::Sink;
-use crate::source::{AlertSource, SourceError};
+use crate::source::{AlertSource, CycleReport, SourceError, TimelineSource};
 use crate::state::{StateError, Store};
 
 pub use delivery::{Delivery, Ended};
@@ -102,6 +102,16 @@ impl<T: Transport> Forwarder<T> {
         )
     }
 
+    pub fn timeline_source(&self) -> TimelineSource<Budgeted<T>> {
+        TimelineSource::new(
+            self.client.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.settings.timeline.clone(),
+            self.settings.state.dedup_retention,
+        )
+    }
+
     fn delivery(&self) -> Delivery {
         Delivery {
             store: self.store.clone(),
@@ -168,22 +178,20 @@ impl<T: Transport> Forwarder<T> {
         scheduler::Scheduler::new(self).run(&shutdown).await;
     }
 
-    /// Runs one poll cycle, then delivers everything stored. Fails when
-    /// the cycle failed or an output did not take every event in time.
+    /// Runs one poll cycle of each enabled source (alerts first, so the
+    /// timeline's `alerted` policy selects the devices they name), then
+    /// delivers everything stored. Fails when a cycle failed or an
+    /// output did not take every event in time.
     pub async fn once(&self) -> Result<(), ServiceError> {
-        let cycle = if self.settings.alerts.enabled {
-            self.alert_source().cycle().await
-        } else {
-            Ok(crate::source::CycleReport::default())
-        };
-        if let Ok(report) = &cycle {
-            tracing::info!(
-                requests = report.requests,
-                listed = report.listed,
-                stored = report.stored,
-                duplicates = report.duplicates,
-                "poll cycle"
-            );
+        let mut cycle = Ok(());
+        if self.settings.alerts.enabled {
+            let report = self.alert_source().cycle().await;
+            cycle = log_cycle(crate::source::alerts::SOURCE, report);
+        }
+        if self.settings.timeline.enabled {
+            let report = self.timeline_source().cycle().await;
+            // The first failure is the one returned.
+            cycle = cycle.and(log_cycle(crate::source::timeline::SOURCE, report));
         }
         let drain = CancellationToken::new();
         drain.cancel();
@@ -227,6 +235,26 @@ impl<T: Transport> Forwarder<T> {
             "state opened");
         Ok(())
     }
+}
+
+/// Logs the outcome of one source's cycle for `once`.
+fn log_cycle(
+    source: &'static str,
+    report: Result<CycleReport, SourceError>,
+) -> Result<(), SourceError> {
+    let report = report.inspect_err(|error| {
+        tracing::error!(source, %error, "poll cycle failed");
+    })?;
+    tracing::info!(
+        source,
+        requests = report.requests,
+        listed = report.listed,
+        stored = report.stored,
+        duplicates = report.duplicates,
+        dropped = report.dropped,
+        "poll cycle"
+    );
+    Ok(())
 }
 
 async fn join_deliveries(

@@ -225,7 +225,15 @@ fn get_timeline(state: &mut State, params: &Params, now_ms: i64) -> Outcome {
     }
     let since_ms = now_ms.saturating_sub(hours.saturating_mul(3_600_000));
     let events = state.store.timeline(id, since_ms);
-    Ok(timeline::render(next_timeline_shape(state), events))
+    let own = state
+        .device_timeline_shapes
+        .get(&super::query::normalize_device_id(id))
+        .copied();
+    let shape = match own {
+        Some(shape) => shape,
+        None => next_timeline_shape(state),
+    };
+    Ok(timeline::render(shape, events))
 }
 
 /// Returns the shape of the next timeline reply, moving the rotation on

@@ -161,6 +161,13 @@ impl Model {
         state.rotated_replies = 0;
     }
 
+    /// Sets the shape of one device's `getDeviceTimeline` replies, which
+    /// then ignore the model's shape.
+    pub fn set_device_timeline_shape(&self, device_id: &str, shape: TimelineShape) {
+        let id = super::query::normalize_device_id(device_id);
+        self.lock().device_timeline_shapes.insert(id, shape);
+    }
+
     /// The generator's device change rates in force.
     pub fn device_rates(&self) -> DeviceRates {
         self.lock().generator.device_rates()

@@ -35,6 +35,8 @@ pub(crate) struct State {
     pub(crate) timeline_shape: TimelineShape,
     /// Timeline replies sent in the rotating shape, which picks the next.
     pub(crate) rotated_replies: usize,
+    /// Devices that answer in their own shape, whatever the model's.
+    pub(crate) device_timeline_shapes: std::collections::HashMap<String, TimelineShape>,
 }
 
 /// The simulated organization. Cheap to clone; clones share state.
@@ -77,6 +79,7 @@ impl Model {
             faults: VecDeque::new(),
             timeline_shape: settings.timeline_shape,
             rotated_replies: 0,
+            device_timeline_shapes: std::collections::HashMap::new(),
         };
         Model {
             state: Arc::new(Mutex::new(state)),

@@ -32,6 +32,9 @@ pub enum TimelineShape {
     /// Each of the shapes above in turn, one per reply, in the order
     /// they are listed here.
     Rotate,
+    /// A bare JSON string that holds no event, which a client must not
+    /// understand: `"2 timeline events"`. Not part of the rotation.
+    Unknown,
 }
 
 impl TimelineShape {
@@ -57,6 +60,7 @@ pub(crate) fn render(shape: TimelineShape, events: Vec<(String, Value)>) -> Valu
         TimelineShape::WrappedEvents => wrap("events", array(events)),
         TimelineShape::WrappedTimeline => wrap("timeline", object(events)),
         TimelineShape::Sample => sample(events),
+        TimelineShape::Unknown => Value::String(format!("{} timeline events", events.len())),
     }
 }
 
@@ -111,6 +115,7 @@ mod tests {
                 json!({ "timeline": object }),
             ),
             (TimelineShape::Sample, json!({ SAMPLE_KEY: object })),
+            (TimelineShape::Unknown, json!("2 timeline events")),
         ];
         for (shape, expected) in cases {
             assert_eq!(render(shape, two_events()), expected, "{shape:?}");

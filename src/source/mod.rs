@@ -2,11 +2,13 @@
 //! events stored in the outbox.
 
 pub mod alerts;
+pub mod timeline;
 
 use crate::api::ApiError;
 use crate::state::StateError;
 
 pub use alerts::AlertSource;
+pub use timeline::TimelineSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -21,12 +23,14 @@ pub enum SourceError {
 pub struct CycleReport {
     /// Requests sent, failed ones included.
     pub requests: u32,
-    /// Ids the list call returned.
+    /// Ids the list call returned; for the timeline, events the
+    /// replies held.
     pub listed: usize,
     /// New events stored in the outbox.
     pub stored: usize,
     /// Records fetched again that had already been delivered.
     pub duplicates: usize,
-    /// Pending ids dropped after repeated permanent failures.
+    /// Pending ids dropped after repeated permanent failures; for the
+    /// timeline, devices whose poll the API rejected.
     pub dropped: usize,
 }

@@ -9,6 +9,7 @@
 mod device;
 mod ledger;
 mod schema;
+mod timeline;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -21,6 +22,7 @@ use crate::event::Event;
 pub use device::KnownDevice;
 pub use ledger::LedgerDay;
 pub use schema::VERSION as SCHEMA_VERSION;
+pub use timeline::{PollTimes, TimelineCommit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -226,7 +228,9 @@ impl Store {
     }
 
     /// Stores `event` in the outbox unless its dedup key is known, and
-    /// removes `id` from the pending ids, in one transaction.
+    /// removes `id` from the pending ids, in one transaction. An alert
+    /// that names a device also marks that device as alerted, for the
+    /// timeline's `alerted` policy.
     pub fn commit_event(
         &self,
         source: &str,
@@ -235,33 +239,23 @@ impl Store {
         now_ms: i64,
         dedup_expires_ms: i64,
     ) -> Result<Stored, StateError> {
-        let body = serde_json::to_string(event)
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-        let key = event.dedup_key();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let fresh = tx.execute(
-            "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
-            params![key, dedup_expires_ms],
-        )? == 1;
-        if fresh {
-            tx.execute(
-                "INSERT INTO outbox (kind, dedup_key, body, stored_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![event.kind_name(), key, body, now_ms],
-            )?;
-        } else {
-            bump(&tx, "duplicates_dropped", 1)?;
+        let stored = insert_event(&tx, event, now_ms, dedup_expires_ms)?;
+        if let Event::Alert(alert_event) = event {
+            if let Some(device_id) = &alert_event.alert.device_id {
+                // A time in the future (a corrupt record) would keep the
+                // device selected forever, so it counts as now.
+                let alerted_ms = event.time_ms().map_or(now_ms, |ms| ms.min(now_ms));
+                timeline::mark_alerted(&tx, device_id, alerted_ms)?;
+            }
         }
         tx.execute(
             "DELETE FROM pending WHERE source = ?1 AND id = ?2",
             params![source, id],
         )?;
         tx.commit()?;
-        Ok(if fresh {
-            Stored::New
-        } else {
-            Stored::Duplicate
-        })
+        Ok(stored)
     }
 
     /// Deletes dedup keys whose retention ended.
@@ -380,6 +374,32 @@ impl Store {
             .optional()?;
         Ok(value.unwrap_or(0))
     }
+}
+
+/// Inserts `event` into the outbox unless its dedup key is known; for
+/// use inside the caller's transaction.
+fn insert_event(
+    conn: &Connection,
+    event: &Event,
+    now_ms: i64,
+    dedup_expires_ms: i64,
+) -> Result<Stored, StateError> {
+    let body = serde_json::to_string(event)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    let key = event.dedup_key();
+    let fresh = conn.execute(
+        "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
+        params![key, dedup_expires_ms],
+    )? == 1;
+    if !fresh {
+        bump(conn, "duplicates_dropped", 1)?;
+        return Ok(Stored::Duplicate);
+    }
+    conn.execute(
+        "INSERT INTO outbox (kind, dedup_key, body, stored_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![event.kind_name(), key, body, now_ms],
+    )?;
+    Ok(Stored::New)
 }
 
 fn bump(conn: &Connection, name: &str, delta: i64) -> Result<(), StateError> {

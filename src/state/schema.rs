@@ -61,6 +61,22 @@ const MIGRATIONS: &[&str] = &[
         fetched_ms INTEGER NOT NULL
     );
     CREATE INDEX device_threat ON device (threat, device_id);",
+    // 3: the timeline source's state. `alerted_device` contains each device
+    // an alert named, with the alert's time (epoch ms), for the
+    // `alerted` policy. `timeline_poll` contains per device the start of
+    // the last poll whose reply was stored (`polled_ms`, where the next
+    // `hours` window begins) and of the last attempt, failed ones
+    // included (`attempted_ms`, which orders the round robin).
+    "CREATE TABLE alerted_device (
+        device_id TEXT PRIMARY KEY,
+        alerted_ms INTEGER NOT NULL
+    );
+    CREATE INDEX alerted_device_time ON alerted_device (alerted_ms);
+    CREATE TABLE timeline_poll (
+        device_id TEXT PRIMARY KEY,
+        polled_ms INTEGER,
+        attempted_ms INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

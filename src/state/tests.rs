@@ -180,3 +180,82 @@ fn device_record_is_replaced_and_selected_by_threat() {
     assert_eq!(store.device_count().expect("count"), 1);
     assert!(store.device("AA:BB:CC:DD:EE:FF").expect("read").is_none());
 }
+
+fn alert_naming(id: &str, device_id: &str, modified: i64) -> Event {
+    Event::Alert(AlertEvent {
+        alert: Alert {
+            alert_id: id.into(),
+            modified: Some(modified),
+            device_id: Some(device_id.into()),
+            ..Alert::default()
+        },
+        device: None,
+    })
+}
+
+#[test]
+fn alert_marks_its_device_as_alerted() {
+    let (_dir, store) = temp_store();
+    let now_ms = 10_000_000;
+    store
+        .commit_event(
+            "alerts",
+            "1",
+            &alert_naming("1", "AA", 9_000),
+            now_ms,
+            i64::MAX,
+        )
+        .expect("commit");
+    store
+        .commit_event(
+            "alerts",
+            "2",
+            &alert_naming("2", "BB", 1_000),
+            now_ms,
+            i64::MAX,
+        )
+        .expect("commit");
+    assert_eq!(
+        store.alerted_device_ids(5_000_000).expect("ids"),
+        ["AA"],
+        "alert time 9,000 s is within the window, 1,000 s is not"
+    );
+    assert_eq!(store.alerted_device_ids(0).expect("ids"), ["AA", "BB"]);
+}
+
+#[test]
+fn future_alert_time_counts_as_now() {
+    let (_dir, store) = temp_store();
+    let far_future = 4_000_000_000;
+    store
+        .commit_event(
+            "alerts",
+            "1",
+            &alert_naming("1", "AA", far_future),
+            5_000,
+            i64::MAX,
+        )
+        .expect("commit");
+    assert_eq!(store.alerted_device_ids(5_000).expect("ids"), ["AA"]);
+    assert!(store.alerted_device_ids(5_001).expect("ids").is_empty());
+}
+
+#[test]
+fn timeline_attempt_keeps_polled_time() {
+    let (_dir, store) = temp_store();
+    store
+        .commit_timeline("AA", &[], 1_000, 1_000, i64::MAX)
+        .expect("commit");
+    store.timeline_attempted("AA", 2_000).expect("attempt");
+    let times = store.timeline_poll("AA").expect("read");
+    assert_eq!(
+        times,
+        Some(PollTimes {
+            polled_ms: Some(1_000),
+            attempted_ms: 2_000
+        })
+    );
+    store.timeline_attempted("BB", 3_000).expect("attempt");
+    assert_eq!(store.timeline_polls().expect("read")["BB"].polled_ms, None);
+    assert_eq!(store.timeline_polled_since(1_000).expect("count"), 1);
+}
