@@ -41,6 +41,7 @@ fn example_config_sets_every_default() {
         format!("{:?}", defaults.format),
         format!("{:?}", example.format)
     );
+    assert_eq!(defaults.service, example.service);
     assert_eq!(defaults.state.path, example.state.path);
     assert_eq!(defaults.api.url, example.api.url);
 }

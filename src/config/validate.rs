@@ -9,7 +9,10 @@ use reqwest::Url;
 use crate::api::License;
 
 use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput};
-use super::{AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings};
+use super::{
+    AlertSettings, ApiSettings, ConfigError, QuotaSettings, ServiceSettings, Settings,
+    StateSettings,
+};
 use crate::format::{FormatSettings, SyslogHeader};
 use crate::sink::{Framing, OutputSettings, Oversize, Protocol};
 
@@ -40,6 +43,14 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
     let alerts = alerts(&check, raw.alerts)?;
     let format = format(&check, raw.format)?;
     let outputs = outputs(&check, raw.output)?;
+    positive(
+        &check,
+        "service.shutdown_timeout",
+        raw.service.shutdown_timeout,
+    )?;
+    let service = ServiceSettings {
+        shutdown_timeout: raw.service.shutdown_timeout,
+    };
     let state = StateSettings {
         path: check.resolve(&raw.state.path),
         dedup_retention: raw.state.dedup_retention,
@@ -52,6 +63,7 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
         state,
         alerts,
         format,
+        service,
         outputs,
     })
 }
