@@ -42,13 +42,13 @@ pub fn under_journald() -> bool {
     std::env::var_os("JOURNAL_STREAM").is_some_and(|value| !value.is_empty())
 }
 
-/// What to do with one occurrence of a repeated message.
+/// The decision for one occurrence of a repeated message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Log it: the first occurrence in its window.
     Log,
-    /// Log it, and first say how often it repeated unlogged in the
-    /// window that just ended.
+    /// Log it, after a line with the count of repeats that were not
+    /// logged in the window that just ended.
     LogAfterRepeats(u64),
     /// Do not log it: it was logged within the window.
     Suppress,

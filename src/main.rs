@@ -250,7 +250,7 @@ async fn check_online(path: &Path) -> anyhow::Result<()> {
         let context = match error.kind() {
             ErrorKind::InvalidKey => "the API check failed",
             ErrorKind::DayClosed => {
-                "the API check was not sent; wait for 00:00 UTC or raise quota.daily_limit"
+                "the API check failed; wait for 00:00 UTC or raise quota.daily_limit"
             }
             ErrorKind::Transient | ErrorKind::Permanent => {
                 "the API check failed; check api.url, the network path and any proxy"

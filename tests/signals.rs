@@ -25,7 +25,7 @@ const RECENT_ALERTS: usize = 7;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A quiet simulator whose daily limit is high enough that the list
+/// Creates a quiet simulator whose daily limit is high enough that the list
 /// interval stays at `min_poll_interval` at any time of day.
 fn model() -> Model {
     let mut settings = SimSettings::new(Clock::system());
@@ -59,10 +59,18 @@ struct Forwarder {
 
 impl Forwarder {
     fn run(config: &Path) -> Forwarder {
+        Forwarder::run_with(config, &[], &[])
+    }
+
+    /// Starts `run` with extra arguments and environment variables.
+    fn run_with(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Forwarder {
         let mut child = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
+            .args(args)
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -164,7 +172,7 @@ fn insert_alert(model: &Model, id: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_with_output_down_exits_in_time_and_resumes() {
+async fn sigterm_with_output_down_resumes() {
     let model = model();
     let (api, _sim) = common::serve(&model).await;
     let mut up = common::receiver(Protocol::Tcp).await;
@@ -281,4 +289,37 @@ async fn sighup_with_broken_file_keeps_old_config() {
     assert_eq!(external_ids(&messages), [id]);
     let (status, _, log) = forwarder.terminate().await;
     assert!(status.success(), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journald_text_logs_omit_timestamp() {
+    let model = model();
+    let (api, _sim) = common::serve(&model).await;
+    let receiver = common::receiver(Protocol::Tcp).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let outputs = [output("siem", receiver.addr, "tcp", "lf")];
+    common::settings(dir.path(), &format!("http://{api}/"), &extra(&outputs));
+    let config = dir.path().join("forwarder.toml");
+    let journal = [("JOURNAL_STREAM", "8:12345")];
+
+    let plain = Forwarder::run(&config);
+    let line = plain.wait_for_log("ready").await;
+    assert!(line.starts_with("20"), "timestamp first: {line}");
+    drop(plain);
+
+    let text = Forwarder::run_with(&config, &[], &journal);
+    let line = text.wait_for_log("ready").await;
+    assert!(
+        line.trim_start().starts_with("INFO"),
+        "no timestamp: {line}"
+    );
+    drop(text);
+
+    let json = Forwarder::run_with(&config, &["--log-format", "json"], &journal);
+    let line = json.wait_for_log("ready").await;
+    let record: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+    assert!(
+        record["timestamp"].is_string(),
+        "JSON keeps its time: {line}"
+    );
 }

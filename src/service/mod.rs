@@ -286,8 +286,8 @@ impl<T: Transport> Forwarder<T> {
     }
 }
 
-/// Turns how each output's task ended into the result of `once`: every
-/// output must have delivered everything.
+/// Returns the result of `once` from the end of each output's task:
+/// every output must have delivered everything.
 fn once_outcome(ended: Vec<(String, Result<Outcome, String>)>) -> Result<(), ServiceError> {
     let mut outcome = Ok(());
     for (output, ended) in ended {

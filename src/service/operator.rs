@@ -133,7 +133,7 @@ pub struct Operator<T> {
     pub client: Client<Budgeted<T>>,
 }
 
-/// What `check-config --online` reports about the key.
+/// The key details that `check-config --online` prints.
 #[derive(Debug, Serialize)]
 pub struct KeyReport {
     pub account_name: Option<String>,
@@ -180,8 +180,8 @@ impl<T: Transport> Operator<T> {
         })
     }
 
-    /// Sends `call` and returns its JSON reply with every API key in it
-    /// masked.
+    /// Sends `call` and returns its JSON reply, with the keys that
+    /// `listAPIKeys` returns under `apikeys` masked.
     pub async fn call(&self, call: &Call) -> Result<Value, ApiError> {
         let (mut body, _) = self.client.call_json(call).await?;
         if let Some(Value::Array(keys)) = body.get_mut("apikeys") {
@@ -195,8 +195,8 @@ impl<T: Transport> Operator<T> {
     }
 }
 
-/// Keeps the last four characters of a key, so an operator can tell
-/// keys apart without the output revealing them.
+/// Masks a key. A key longer than eight characters keeps its last four,
+/// so an operator can tell keys apart without the output revealing them.
 pub fn mask_key(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
     if chars.len() <= 8 {

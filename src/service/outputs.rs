@@ -4,8 +4,8 @@
 //! An output added by a reload starts from the rows still in the outbox,
 //! as an output added between two runs does: rows every other output
 //! delivered before the reload are gone and do not reach it. A removed
-//! output's task stops at once and its position is deleted, so it no
-//! longer holds rows in the outbox. A changed output's task stops and a
+//! output's task stops at once and its position is deleted, so rows
+//! that only it still needed can leave the outbox. A changed output's task stops and a
 //! new one starts from the same position.
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use crate::format::Formatter;
 use crate::sink::{OutputSettings, Sink};
 use crate::state::{StateError, Store};
 
-/// How one output's task ended, or why it failed.
+/// The end of one output's task: caught up, aborted, or failed.
 pub(super) type Outcome = Result<Ended, StateError>;
 
 pub(super) struct Outputs {
@@ -89,7 +89,7 @@ impl Outputs {
     /// positions, and restarts changed ones from their positions.
     pub async fn apply(&mut self, settings: &Settings) -> Result<(), StateError> {
         self.shared.send_replace(shared_of(settings));
-        let wanted: BTreeMap<&str, &OutputSettings> = settings
+        let configured: BTreeMap<&str, &OutputSettings> = settings
             .outputs
             .iter()
             .map(|output| (output.name.as_str(), output))
@@ -97,14 +97,14 @@ impl Outputs {
         let stale: Vec<String> = self
             .running
             .iter()
-            .filter(|(name, running)| wanted.get(name.as_str()) != Some(&&running.settings))
+            .filter(|(name, running)| configured.get(name.as_str()) != Some(&&running.settings))
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {
             // The old task must end before a new one starts, or both
             // would send the same rows.
             self.stop(&name).await;
-            match wanted.get(name.as_str()) {
+            match configured.get(name.as_str()) {
                 Some(output) => {
                     tracing::info!(output = %name, "output changed; restarting its delivery");
                     self.spawn((*output).clone());
@@ -112,7 +112,7 @@ impl Outputs {
                 None => tracing::info!(output = %name, "output removed"),
             }
         }
-        for (name, output) in wanted {
+        for (name, output) in configured {
             if !self.running.contains_key(name) {
                 tracing::info!(output = %name, "output added");
                 self.spawn(output.clone());

@@ -6,6 +6,10 @@
 //! bound. The API client and the state database were built at start, so
 //! changes to `[api]`, `state.path` and `quota.burst` are logged and
 //! wait for a restart.
+//!
+//! NOTE: the poll loop reads the new `[alerts]` and `[quota]` values at
+//! its next step, so a shorter `min_poll_interval` takes effect only
+//! after the wait that loop had already started.
 
 use super::Forwarder;
 use super::outputs::Outputs;
@@ -38,8 +42,7 @@ impl<T: Transport> Forwarder<T> {
         if let Err(error) = outputs.apply(&applied_outputs).await {
             tracing::error!(%error, "cannot delete the positions of removed outputs");
         }
-        // The delivery tasks and the poll loop read the new settings at
-        // their next step.
+        // Idle delivery tasks wake and read the new settings at once.
         self.wake.notify_waiters();
         tracing::info!(outputs = outputs_count, "config reloaded");
     }
