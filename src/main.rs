@@ -5,19 +5,32 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use iotsecure_forwarder::api::{ApiError, ErrorKind};
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::config::{self, ConfigError, Settings};
+use iotsecure_forwarder::logging;
+use iotsecure_forwarder::service::operator::{self, Operator, RequestError};
 use iotsecure_forwarder::service::{self, Forwarder};
 use iotsecure_forwarder::sink::Protocol;
 use iotsecure_forwarder::{listen, sim};
 
-/// sysexits.h EX_CONFIG: the unit file stops restarting on it.
+/// Exit codes from sysexits.h. EX_CONFIG also stops the unit file's
+/// restarts.
+const EX_USAGE: u8 = 64;
+const EX_UNAVAILABLE: u8 = 69;
+const EX_TEMPFAIL: u8 = 75;
+const EX_NOPERM: u8 = 77;
 const EX_CONFIG: u8 = 78;
+
+/// How long the runtime waits for blocking tasks after the command
+/// ended, so a stuck DNS lookup cannot hold up the exit.
+const RUNTIME_SHUTDOWN: Duration = Duration::from_millis(500);
 
 #[derive(Parser)]
 #[command(
@@ -44,11 +57,17 @@ enum Command {
     Run(ConfigArg),
     /// Run one poll cycle, deliver everything, and exit.
     Once(ConfigArg),
-    /// Validate the config file and exit.
-    CheckConfig(ConfigArg),
+    /// Validate the config file and exit: 0 when valid, 78 when not.
+    /// With --online, also call getAPIKey once (counted in the ledger):
+    /// 69 when the API cannot be reached, 75 when today's budget is
+    /// spent, 77 when the key is invalid.
+    CheckConfig(CheckConfigArgs),
     /// Print today's request ledger, pacing, cursors, pending ids and
     /// outbox depth; works while the daemon runs.
     Status(StatusArgs),
+    /// Call one API action through the request ledger and print the JSON
+    /// reply, such as `api listAlerts modified=1700000000`.
+    Api(ApiArgs),
     /// Print each syslog message received on a TCP or UDP address.
     Listen(ListenArgs),
     /// Serve the IoT Secure API simulator.
@@ -67,6 +86,30 @@ struct ConfigArg {
         default_value = "/etc/iotsecure-forwarder/iotsecure-forwarder.toml"
     )]
     config: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also call getAPIKey once and print the licence, limit and usage.
+    #[arg(long)]
+    online: bool,
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Module of the action: Account, IoTSecurity or LogManagement.
+    /// Inferred from the action when not given.
+    #[arg(long)]
+    module: Option<String>,
+    /// Action name, such as getAPIKey, listAlerts or getDevice.
+    action: String,
+    /// Filters as name=value, such as device_id=00:40:17:6C:00:00.
+    /// Spaces in values are sent as %20.
+    filters: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -99,21 +142,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let result = runtime.block_on(dispatch(cli.command));
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            if let Some(config_error) = error.downcast_ref::<ConfigError>() {
-                eprintln!("error: {config_error}");
-                return ExitCode::from(EX_CONFIG);
-            }
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&error))
         }
     }
 }
 
+/// Maps an error to its sysexits.h code, so scripts and the unit file
+/// can tell a broken config from an API that cannot be reached.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<ConfigError>().is_some() {
+        return EX_CONFIG;
+    }
+    if error.downcast_ref::<RequestError>().is_some() {
+        return EX_USAGE;
+    }
+    match error.downcast_ref::<ApiError>().map(ApiError::kind) {
+        Some(ErrorKind::InvalidKey) => EX_NOPERM,
+        Some(ErrorKind::DayClosed) => EX_TEMPFAIL,
+        Some(ErrorKind::Transient | ErrorKind::Permanent) => EX_UNAVAILABLE,
+        None => 1,
+    }
+}
+
 fn init_tracing(format: LogFormat, command: &Command) {
-    use tracing_subscriber::EnvFilter;
     // The demo's standard output is the received messages; keep its log
     // to warnings unless RUST_LOG requests more.
     let default = if matches!(command, Command::Demo) {
@@ -121,24 +178,20 @@ fn init_tracing(format: LogFormat, command: &Command) {
     } else {
         "info"
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour codes only on a terminal, never in a file or the journal.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let format = match format {
+        LogFormat::Text => logging::LogFormat::Text,
+        LogFormat::Json => logging::LogFormat::Json,
+    };
+    logging::init(format, default);
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run(&args.config).await,
         Command::Once(args) => once(&args.config).await,
-        Command::CheckConfig(args) => check_config(&args.config),
+        Command::CheckConfig(args) if args.online => check_online(&args.config.config).await,
+        Command::CheckConfig(args) => check_config(&args.config.config).map(|_| ()),
+        Command::Api(args) => api_call(args).await,
         Command::Status(args) => status(&args.config.config, args.json),
         Command::Listen(args) => listen_cmd(args).await,
         Command::Sim(args) => sim::run_cli(args).await,
@@ -162,8 +215,11 @@ async fn open(path: &Path) -> anyhow::Result<Forwarder<iotsecure_forwarder::api:
 }
 
 async fn run(path: &Path) -> anyhow::Result<()> {
+    // Handlers first: SIGHUP's default action would end the process.
+    let shutdown = shutdown_on_signal();
+    let reload = reload_on_sighup()?;
     let forwarder = open(path).await?;
-    forwarder.run(shutdown_on_signal()).await?;
+    forwarder.run_with_reload(shutdown, reload).await?;
     Ok(())
 }
 
@@ -173,7 +229,7 @@ async fn once(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_config(path: &Path) -> anyhow::Result<()> {
+fn check_config(path: &Path) -> anyhow::Result<Settings> {
     let settings = load(path)?;
     config::load_api_key(&settings)?;
     println!(
@@ -183,7 +239,49 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
         settings.quota.daily_limit,
         settings.quota.reserve
     );
+    Ok(settings)
+}
+
+async fn check_online(path: &Path) -> anyhow::Result<()> {
+    let settings = check_config(path)?;
+    let operator = open_operator(&settings)?;
+    let report = operator.check_key().await.map_err(|error| {
+        // The invalid-key error already names the setting to fix.
+        let context = match error.kind() {
+            ErrorKind::InvalidKey => "the API check failed",
+            ErrorKind::DayClosed => {
+                "the API check failed; wait for 00:00 UTC or raise quota.daily_limit"
+            }
+            ErrorKind::Transient | ErrorKind::Permanent => {
+                "the API check failed; check api.url, the network path and any proxy"
+            }
+        };
+        anyhow::Error::new(error).context(context)
+    })?;
+    println!("{}", report.to_text());
     Ok(())
+}
+
+async fn api_call(args: ApiArgs) -> anyhow::Result<()> {
+    let call = operator::build_call(&args.action, args.module.as_deref(), &args.filters)?;
+    let settings = load(&args.config.config)?;
+    let operator = open_operator(&settings)?;
+    let reply = operator.call(&call).await?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    Ok(())
+}
+
+fn open_operator(
+    settings: &Settings,
+) -> anyhow::Result<Operator<iotsecure_forwarder::api::HttpTransport>> {
+    let key = config::load_api_key(settings)?;
+    let transport = service::http_transport(settings, key)?;
+    Operator::open(settings, transport, Clock::system()).with_context(|| {
+        format!(
+            "cannot open the state database {} for its request ledger",
+            settings.state.path.display()
+        )
+    })
 }
 
 fn status(path: &Path, json: bool) -> anyhow::Result<()> {
@@ -253,6 +351,23 @@ fn shutdown_on_signal() -> CancellationToken {
         std::process::exit(130);
     });
     token
+}
+
+/// Returns a channel that receives one message per SIGHUP. Signals
+/// that arrive while a reload is waiting merge into it.
+fn reload_on_sighup() -> anyhow::Result<tokio::sync::mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let (requests, reload) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "reload requested");
+            if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = requests.try_send(()) {
+                return;
+            }
+        }
+    });
+    Ok(reload)
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -42,6 +42,7 @@ fn example_config_sets_every_default() {
         format!("{:?}", example.format)
     );
     assert_eq!(defaults.timeline, example.timeline);
+    assert_eq!(defaults.service, example.service);
     assert_eq!(defaults.state.path, example.state.path);
     assert_eq!(defaults.api.url, example.api.url);
 }

@@ -392,7 +392,7 @@ fn source_with(
 ) -> TimelineSource<iotsecure_forwarder::budget::Budgeted<iotsecure_forwarder::sim::InMemory>> {
     let settings = TimelineSettings {
         policy,
-        ..forwarder.settings.timeline.clone()
+        ..forwarder.settings().timeline.clone()
     };
     TimelineSource::new(
         forwarder.client.clone(),

@@ -14,8 +14,8 @@
 mod pacer;
 mod shares;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use chrono::{Duration as ChronoDuration, NaiveTime};
 
@@ -35,7 +35,8 @@ const REOPEN_JITTER_MS: i64 = 120_000;
 pub struct Budget {
     store: Arc<Store>,
     clock: Clock,
-    quota: QuotaSettings,
+    /// Replaced when a reloaded config changes the `[quota]` table.
+    quota: RwLock<QuotaSettings>,
     /// Server time minus local time, from the last `Date` header. Kept
     /// in the state database, so a new process counts its first
     /// requests on the server's day too.
@@ -56,14 +57,32 @@ impl Budget {
         Budget {
             store,
             clock,
-            quota,
+            quota: RwLock::new(quota),
             server_offset_ms: AtomicI64::new(offset),
             server_limit: AtomicI64::new(limit),
         }
     }
 
-    pub fn quota(&self) -> &QuotaSettings {
-        &self.quota
+    pub fn quota(&self) -> QuotaSettings {
+        self.quota_guard().clone()
+    }
+
+    /// Applies the `[quota]` table of a reloaded config to the next
+    /// request. The ledger keeps today's count.
+    pub fn set_quota(&self, quota: QuotaSettings) {
+        let mut current = self
+            .quota
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = quota;
+    }
+
+    fn quota_guard(&self) -> std::sync::RwLockReadGuard<'_, QuotaSettings> {
+        // The lock guards a plain value that a panicking writer cannot
+        // leave half-written, so a poisoned lock is still usable.
+        self.quota
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Returns the current time on the server's clock, as far as it is
@@ -80,18 +99,19 @@ impl Budget {
     /// Requests per day this forwarder may spend: the smaller of the
     /// configured and the server's limit, less the reserve.
     pub fn allowed(&self, day: &LedgerDay) -> i64 {
-        (self.limit(day) - self.quota.reserve).max(0)
+        (self.limit(day) - self.quota_guard().reserve).max(0)
     }
 
     /// Returns the organization's daily limit: the smaller of the
     /// configured one and the server's, when a sync reported it.
     pub fn limit(&self, day: &LedgerDay) -> i64 {
         let known = self.server_limit.load(Ordering::Relaxed);
+        let daily_limit = self.quota_guard().daily_limit;
         let server = day.server_limit.unwrap_or(known);
         if server > 0 {
-            server.min(self.quota.daily_limit)
+            server.min(daily_limit)
         } else {
-            self.quota.daily_limit
+            daily_limit
         }
     }
 

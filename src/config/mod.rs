@@ -29,10 +29,18 @@ pub struct Settings {
     pub alerts: AlertSettings,
     pub timeline: TimelineSettings,
     pub format: FormatSettings,
+    pub service: ServiceSettings,
     pub outputs: Vec<OutputSettings>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// Time from SIGTERM or SIGINT to the exit: the poll step in flight
+    /// and the delivery of what is stored must fit in it.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiSettings {
     pub url: Url,
     pub api_key_file: Option<PathBuf>,
@@ -42,7 +50,7 @@ pub struct ApiSettings {
     pub max_response_bytes: usize,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct QuotaSettings {
     pub license: License,
     /// Requests per UTC day for the whole organization.
@@ -63,14 +71,14 @@ impl QuotaSettings {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateSettings {
     pub path: PathBuf,
     pub dedup_retention: Duration,
     pub outbox_max_events: u64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertSettings {
     pub enabled: bool,
     pub min_poll_interval: Duration,

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub timeline: RawTimeline,
     #[serde(default)]
     pub format: RawFormat,
+    #[serde(default)]
+    pub service: RawService,
     /// One table per SIEM receiver.
     #[serde(default)]
     pub output: Vec<RawOutput>,
@@ -237,6 +239,23 @@ impl Default for RawFormat {
                 .into_iter()
                 .map(|(name, level)| (name.to_owned(), level))
                 .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawService {
+    /// How long a stopping service may go on delivering what is stored,
+    /// from the signal to the exit.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for RawService {
+    fn default() -> Self {
+        RawService {
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

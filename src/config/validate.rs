@@ -11,8 +11,8 @@ use crate::budget::Shares;
 
 use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput, RawTimeline};
 use super::{
-    AlertSettings, ApiSettings, ConfigError, QuotaSettings, Settings, StateSettings,
-    TimelinePolicy, TimelineSettings,
+    AlertSettings, ApiSettings, ConfigError, QuotaSettings, ServiceSettings, Settings,
+    StateSettings, TimelinePolicy, TimelineSettings,
 };
 use crate::format::{FormatSettings, SyslogHeader};
 use crate::sink::{Framing, OutputSettings, Oversize, Protocol};
@@ -45,6 +45,14 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
     let timeline = timeline(&check, raw.timeline)?;
     let format = format(&check, raw.format)?;
     let outputs = outputs(&check, raw.output)?;
+    positive(
+        &check,
+        "service.shutdown_timeout",
+        raw.service.shutdown_timeout,
+    )?;
+    let service = ServiceSettings {
+        shutdown_timeout: raw.service.shutdown_timeout,
+    };
     let state = StateSettings {
         path: check.resolve(&raw.state.path),
         dedup_retention: raw.state.dedup_retention,
@@ -58,6 +66,7 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
         alerts,
         timeline,
         format,
+        service,
         outputs,
     })
 }

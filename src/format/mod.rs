@@ -55,7 +55,7 @@ pub enum SyslogHeader {
 }
 
 /// How events are encoded; built from the `[format]` table of the config.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FormatSettings {
     pub header: SyslogHeader,
     /// Syslog facility code, 0 to 23.

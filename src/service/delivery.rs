@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -29,13 +29,21 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct Delivery {
     pub store: Arc<Store>,
-    pub formatter: Arc<Formatter>,
+    /// Read again for each batch, so a reloaded config applies from the
+    /// next batch on.
+    pub shared: watch::Receiver<Arc<Shared>>,
     pub clock: Clock,
-    /// Names of all configured outputs; a row leaves the outbox once
-    /// each of them delivered it.
-    pub outputs: Arc<Vec<String>>,
     /// Woken when a source stored new events.
     pub wake: Arc<Notify>,
+}
+
+/// The settings every delivery task uses, replaced as a whole when the
+/// config is reloaded.
+pub struct Shared {
+    pub formatter: Formatter,
+    /// Names of all configured outputs; a row leaves the outbox once
+    /// each of them delivered it.
+    pub outputs: Vec<String>,
 }
 
 /// How a delivery task ended.
@@ -74,10 +82,11 @@ impl Delivery {
                 }
                 let last = rows.last().map_or(position, |row| row.seq);
                 let max_bytes = sink.settings().max_message_bytes;
-                let messages = self.encode(&rows, max_bytes);
+                let shared = self.shared.borrow().clone();
+                let messages = self.encode(&shared.formatter, &rows, max_bytes);
                 match sink.deliver(&messages, &abort).await {
                     Ok(done) => {
-                        self.store.advance(&name, last, &self.outputs)?;
+                        self.store.advance(&name, last, &shared.outputs)?;
                         tracing::debug!(
                             sent = done.sent,
                             dropped = done.dropped,
@@ -107,7 +116,7 @@ impl Delivery {
     /// Encodes each readable row within `max_bytes`. The formatter
     /// shortens values so the message stays valid CEF, and only a
     /// message it cannot fit reaches the sink's oversize policy.
-    fn encode(&self, rows: &[OutboxRow], max_bytes: usize) -> Vec<Vec<u8>> {
+    fn encode(&self, formatter: &Formatter, rows: &[OutboxRow], max_bytes: usize) -> Vec<Vec<u8>> {
         let now = self.clock.now_ms();
         let mut messages = Vec::with_capacity(rows.len());
         let mut shortened = 0;
@@ -115,9 +124,7 @@ impl Delivery {
             match &row.event {
                 Ok(event) => {
                     let mut message = Vec::with_capacity(512);
-                    let fitted = self
-                        .formatter
-                        .encode_within(event, now, max_bytes, &mut message);
+                    let fitted = formatter.encode_within(event, now, max_bytes, &mut message);
                     if fitted == Fitted::Shortened {
                         shortened += 1;
                     }

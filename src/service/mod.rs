@@ -1,32 +1,31 @@
 //! Wiring: opens the state, builds the API client behind the budget,
-//! starts one delivery task per output and the poll loop, and stops them
-//! in order on shutdown.
+//! starts one delivery task per output and the poll loop, applies a
+//! reloaded config, and stops them in order on shutdown.
 
 mod delivery;
 pub mod demo;
+pub mod operator;
+mod outputs;
+mod reload;
 mod scheduler;
 pub mod status;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, ApiKey, Client, HttpSettings, HttpTransport, Transport};
 use crate::budget::{Budget, Budgeted};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::format::Formatter;
-use crate::sink::Sink;
 use crate::source::{AlertSource, CycleReport, SourceError, TimelineSource};
 use crate::state::{StateError, Store};
 
-pub use delivery::{Delivery, Ended};
-
-/// How long delivery may go on after a stop was requested.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub use delivery::{Delivery, Ended, Shared};
+use outputs::{Outcome, Outputs};
 
 /// How long `once` waits for the outputs to take everything.
 const ONCE_DELIVERY_LIMIT: Duration = Duration::from_secs(60);
@@ -47,7 +46,8 @@ pub enum ServiceError {
 
 /// Everything a running forwarder is made of.
 pub struct Forwarder<T> {
-    pub settings: Settings,
+    /// The config in force; a reload replaces it.
+    settings: RwLock<Arc<Settings>>,
     pub store: Arc<Store>,
     pub budget: Arc<Budget>,
     pub client: Arc<Client<Budgeted<T>>>,
@@ -83,7 +83,7 @@ impl<T: Transport> Forwarder<T> {
         ));
         let client = Arc::new(Client::new(Budgeted::new(transport, budget.clone())));
         Ok(Forwarder {
-            settings,
+            settings: RwLock::new(Arc::new(settings)),
             store,
             budget,
             client,
@@ -92,83 +92,149 @@ impl<T: Transport> Forwarder<T> {
         })
     }
 
+    /// Returns the config in force, which a reload may replace between
+    /// two calls.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn replace_settings(&self, settings: Settings) {
+        let mut current = self
+            .settings
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *current = Arc::new(settings);
+    }
+
     pub fn alert_source(&self) -> AlertSource<Budgeted<T>> {
+        let settings = self.settings();
         AlertSource::new(
             self.client.clone(),
             self.store.clone(),
             self.clock.clone(),
-            self.settings.alerts.clone(),
-            self.settings.state.dedup_retention,
+            settings.alerts.clone(),
+            settings.state.dedup_retention,
         )
     }
 
     pub fn timeline_source(&self) -> TimelineSource<Budgeted<T>> {
+        let settings = self.settings();
         TimelineSource::new(
             self.client.clone(),
             self.store.clone(),
             self.clock.clone(),
-            self.settings.timeline.clone(),
-            self.settings.state.dedup_retention,
+            settings.timeline.clone(),
+            settings.state.dedup_retention,
         )
     }
 
-    fn delivery(&self) -> Delivery {
-        Delivery {
-            store: self.store.clone(),
-            formatter: Arc::new(Formatter::new(self.settings.format.clone())),
-            clock: self.clock.clone(),
-            outputs: Arc::new(
-                self.settings
-                    .outputs
-                    .iter()
-                    .map(|o| o.name.clone())
-                    .collect(),
-            ),
-            wake: self.wake.clone(),
-        }
-    }
-
-    fn spawn_deliveries(
-        &self,
-        drain: &CancellationToken,
-        abort: &CancellationToken,
-    ) -> JoinSet<(String, Result<Ended, StateError>)> {
-        let mut tasks = JoinSet::new();
-        for output in &self.settings.outputs {
-            tracing::info!(output = %output.name, address = %output.address,
-                protocol = ?output.protocol, framing = ?output.framing, "output configured");
-            let delivery = self.delivery();
-            let sink = Sink::new(output.clone());
-            let (drain, abort) = (drain.clone(), abort.clone());
-            let name = output.name.clone();
-            tasks.spawn(async move { (name, delivery.run(sink, drain, abort).await) });
-        }
-        tasks
+    fn start_outputs(&self) -> Outputs {
+        Outputs::start(
+            self.store.clone(),
+            self.clock.clone(),
+            self.wake.clone(),
+            &self.settings(),
+        )
     }
 
     /// Polls the API and delivers to every output until `shutdown`
-    /// fires. Then it stops polling and lets the outputs catch up for a
-    /// grace period before it returns.
+    /// fires, without reloading.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        let drain = CancellationToken::new();
-        let abort = CancellationToken::new();
-        let tasks = self.spawn_deliveries(&drain, &abort);
+        let (_requests, reload) = mpsc::channel(1);
+        self.run_with_reload(shutdown, reload).await
+    }
+
+    /// Polls the API and delivers to every output until `shutdown`
+    /// fires, and reloads the config file on each message from `reload`.
+    ///
+    /// From `shutdown` on, the poll step in flight, then the delivery of
+    /// what is stored, must fit in `service.shutdown_timeout`. What an
+    /// output did not take by then stays in the outbox for the next
+    /// start, and the run still returns `Ok`.
+    pub async fn run_with_reload(
+        &self,
+        shutdown: CancellationToken,
+        mut reload: mpsc::Receiver<()>,
+    ) -> Result<(), ServiceError> {
+        let mut outputs = self.start_outputs();
         self.log_state()?;
         tracing::info!("ready");
         let maintenance = self.spawn_maintenance(&shutdown);
-        scheduler::Scheduler::new(self).run(&shutdown).await;
+        let mut scheduler = scheduler::Scheduler::new(self);
+        let polling = scheduler.run(&shutdown);
+        tokio::pin!(polling);
+        let mut reloads_open = true;
+        let mut polling_ended = false;
+        loop {
+            tokio::select! {
+                () = &mut polling => {
+                    polling_ended = true;
+                    break;
+                }
+                () = shutdown.cancelled() => break,
+                request = reload.recv(), if reloads_open => match request {
+                    Some(()) => self.reload(&mut outputs).await,
+                    None => reloads_open = false,
+                },
+            }
+        }
+        let timeout = self.settings().service.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        let step_in_flight = !polling_ended;
+        if step_in_flight
+            && tokio::time::timeout_at(deadline, &mut polling)
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                shutdown_timeout_ms = timeout.as_millis() as u64,
+                "poll step still in flight at the shutdown timeout; cancelled, \
+                 and its work repeats at the next start"
+            );
+        }
         maintenance.abort();
         tracing::info!("stopping: polling ended, delivering what is stored");
-        drain.cancel();
-        let guard = abort.clone();
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-            guard.cancel();
-        });
-        let result = join_deliveries(tasks, SHUTDOWN_GRACE).await;
-        timer.abort();
+        let ended = outputs.finish(deadline).await;
+        let result = self.report_shutdown(ended, timeout);
         tracing::info!("stopped");
         result
+    }
+
+    /// Logs each output that did not catch up before the shutdown
+    /// deadline with what it left in the outbox, and returns the first
+    /// task failure.
+    fn report_shutdown(
+        &self,
+        ended: Vec<(String, Result<Outcome, String>)>,
+        timeout: Duration,
+    ) -> Result<(), ServiceError> {
+        let mut outcome = Ok(());
+        for (output, ended) in ended {
+            let failure = match ended {
+                Ok(Ok(Ended::CaughtUp)) => continue,
+                Ok(Ok(Ended::Aborted)) => {
+                    let undelivered = self.store.outbox_depth(&output).unwrap_or(-1);
+                    tracing::warn!(
+                        %output,
+                        undelivered,
+                        shutdown_timeout_ms = timeout.as_millis() as u64,
+                        "output did not catch up before the shutdown timeout; \
+                         the rest stays in the outbox for the next start"
+                    );
+                    continue;
+                }
+                Ok(Err(error)) => ServiceError::State(error),
+                Err(error) => ServiceError::Task(error),
+            };
+            tracing::error!(%output, error = %failure, "delivery ended early");
+            if outcome.is_ok() {
+                outcome = Err(failure);
+            }
+        }
+        outcome
     }
 
     /// Polls the API until `shutdown` fires, without delivering: the
@@ -183,27 +249,20 @@ impl<T: Transport> Forwarder<T> {
     /// delivers everything stored. Fails when a cycle failed or an
     /// output did not take every event in time.
     pub async fn once(&self) -> Result<(), ServiceError> {
+        let settings = self.settings();
         let mut cycle = Ok(());
-        if self.settings.alerts.enabled {
+        if settings.alerts.enabled {
             let report = self.alert_source().cycle().await;
             cycle = log_cycle(crate::source::alerts::SOURCE, report);
         }
-        if self.settings.timeline.enabled {
+        if settings.timeline.enabled {
             let report = self.timeline_source().cycle().await;
             // The first failure is the one returned.
             cycle = cycle.and(log_cycle(crate::source::timeline::SOURCE, report));
         }
-        let drain = CancellationToken::new();
-        drain.cancel();
-        let abort = CancellationToken::new();
-        let tasks = self.spawn_deliveries(&drain, &abort);
-        let guard = abort.clone();
-        let timer = tokio::spawn(async move {
-            tokio::time::sleep(ONCE_DELIVERY_LIMIT).await;
-            guard.cancel();
-        });
-        let delivered = join_deliveries(tasks, ONCE_DELIVERY_LIMIT).await;
-        timer.abort();
+        let outputs = self.start_outputs();
+        let deadline = Instant::now() + ONCE_DELIVERY_LIMIT;
+        let delivered = once_outcome(outputs.finish(deadline).await);
         cycle?;
         delivered
     }
@@ -231,7 +290,7 @@ impl<T: Transport> Forwarder<T> {
         let cursors = self.store.cursors()?;
         let pending = self.store.pending_count(crate::source::alerts::SOURCE)?;
         let outbox = self.store.outbox_len()?;
-        tracing::info!(path = %self.settings.state.path.display(), ?cursors, pending, outbox,
+        tracing::info!(path = %self.settings().state.path.display(), ?cursors, pending, outbox,
             "state opened");
         Ok(())
     }
@@ -257,17 +316,19 @@ fn log_cycle(
     Ok(())
 }
 
-async fn join_deliveries(
-    mut tasks: JoinSet<(String, Result<Ended, StateError>)>,
-    limit: Duration,
-) -> Result<(), ServiceError> {
+/// Returns the result of `once` from the end of each output's task:
+/// every output must have delivered everything.
+fn once_outcome(ended: Vec<(String, Result<Outcome, String>)>) -> Result<(), ServiceError> {
     let mut outcome = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        let failure = match joined {
-            Ok((_, Ok(Ended::CaughtUp))) => continue,
-            Ok((output, Ok(Ended::Aborted))) => ServiceError::Undelivered { output, limit },
-            Ok((_, Err(error))) => ServiceError::State(error),
-            Err(error) => ServiceError::Task(error.to_string()),
+    for (output, ended) in ended {
+        let failure = match ended {
+            Ok(Ok(Ended::CaughtUp)) => continue,
+            Ok(Ok(Ended::Aborted)) => ServiceError::Undelivered {
+                output,
+                limit: ONCE_DELIVERY_LIMIT,
+            },
+            Ok(Err(error)) => ServiceError::State(error),
+            Err(error) => ServiceError::Task(error),
         };
         tracing::error!(error = %failure, "delivery ended early");
         if outcome.is_ok() {

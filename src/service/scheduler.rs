@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::Forwarder;
 use crate::api::{ErrorKind, Transport};
 use crate::budget::{Pacer, Permit, next_day_start_ms};
+use crate::logging::{Repeats, Verdict};
 use crate::source::alerts::SOURCE;
 use crate::source::{CycleReport, SourceError};
 
@@ -39,6 +40,9 @@ const DAY_MS: f64 = 86_400_000.0;
 
 /// Wait before a failed sync is tried again.
 const SYNC_RETRY_MS: i64 = 15 * 60_000;
+
+/// The same request failure is logged once in this window.
+const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 
 /// Maximum sleep between two reads of the state.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -61,6 +65,8 @@ pub struct Scheduler<'a, T> {
     /// Events stored since the last list call, for the cycle's log line.
     stored_since_list: usize,
     failures: u32,
+    /// Rate limit for the log lines of request failures.
+    repeats: Repeats,
     warned_backlog: Option<String>,
     warned_spent: Option<String>,
     /// When the list plan was computed, the pending count then, and the
@@ -70,7 +76,8 @@ pub struct Scheduler<'a, T> {
 
 impl<'a, T: Transport> Scheduler<'a, T> {
     pub fn new(forwarder: &'a Forwarder<T>) -> Self {
-        let quota = &forwarder.settings.quota;
+        let settings = forwarder.settings();
+        let quota = &settings.quota;
         Scheduler {
             forwarder,
             pacer: Pacer::new(forwarder.clock.clone(), quota.burst_window),
@@ -80,6 +87,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             last_job: None,
             stored_since_list: 0,
             failures: 0,
+            repeats: Repeats::new(REPEAT_WINDOW),
             warned_backlog: None,
             warned_spent: None,
             list_plan: None,
@@ -106,7 +114,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     /// next step.
     async fn step(&mut self) -> Result<Duration, SourceError> {
         let forwarder = self.forwarder;
-        let settings = &forwarder.settings;
+        let settings = forwarder.settings();
         if self.outbox_full()? {
             return Ok(settings.alerts.min_poll_interval);
         }
@@ -145,6 +153,9 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         }
         // Only a request that went through ends a run of failures; a
         // pacer wait does not, or the backoff would never grow.
+        if self.failures > 0 {
+            self.log_unlogged_repeats();
+        }
         self.failures = 0;
         self.last_job = Some(job);
         Ok(Duration::ZERO)
@@ -164,7 +175,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let (pending, interval) = self.plan_lists(now)?;
         let listed = forwarder.store.listed_ms(SOURCE)?;
         let due_at = listed.map_or(now, |at| at + millis_of(interval));
-        if !forwarder.settings.alerts.enabled {
+        if !forwarder.settings().alerts.enabled {
             return Ok((self.sync_due()?.then_some(Job::Sync), MAX_SLEEP));
         }
         if now >= due_at && !self.detail_before_list(pending)? {
@@ -218,7 +229,8 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let left_ms = (next_day_start_ms(now) - now).max(1) as f64;
         let elapsed = (forwarder.clock.now_ms() - self.started_ms).max(3_600_000) as f64;
         let expected_details = pending as f64 + self.details as f64 / elapsed * left_ms;
-        let quota = &forwarder.settings.quota;
+        let settings = forwarder.settings();
+        let quota = &settings.quota;
         let syncs = if quota.sync {
             left_ms / quota.sync_interval.as_millis() as f64
         } else {
@@ -229,11 +241,12 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             // At least one list call a day, however large the backlog.
             .max(left_ms / DAY_MS);
         let interval = Duration::from_millis((left_ms / for_lists) as u64);
-        Ok(interval.max(forwarder.settings.alerts.min_poll_interval))
+        Ok(interval.max(settings.alerts.min_poll_interval))
     }
 
     fn sync_due(&self) -> Result<bool, SourceError> {
-        let quota = &self.forwarder.settings.quota;
+        let settings = self.forwarder.settings();
+        let quota = &settings.quota;
         if !quota.sync {
             return Ok(false);
         }
@@ -271,7 +284,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     fn outbox_full(&self) -> Result<bool, SourceError> {
         let forwarder = self.forwarder;
         let len = forwarder.store.outbox_len()?;
-        let full = len as u64 >= forwarder.settings.state.outbox_max_events;
+        let full = len as u64 >= forwarder.settings().state.outbox_max_events;
         if full {
             tracing::warn!(
                 outbox = len,
@@ -347,17 +360,50 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             }
             ErrorKind::InvalidKey => {
                 let wait = backoff(self.failures, 60, 3600);
-                tracing::error!(%error, retry_in_s = wait.as_secs(),
-                    "API key rejected; fix the key file and the forwarder picks it up on restart");
+                if self.should_log(&error.to_string()) {
+                    tracing::error!(%error, retry_in_s = wait.as_secs(),
+                        "API key rejected; fix the key file and the forwarder picks it up on restart");
+                }
                 wait
             }
             ErrorKind::Transient | ErrorKind::Permanent => {
                 let wait = backoff(self.failures, 5, 300);
-                tracing::warn!(%error, retry_in_s = wait.as_secs(), "request failed; retrying");
+                if self.should_log(&error.to_string()) {
+                    tracing::warn!(%error, retry_in_s = wait.as_secs(), "request failed; retrying");
+                }
                 wait
             }
         }
     }
+
+    /// Checks whether a failure with this text is due for a log line,
+    /// and first logs how often it repeated unlogged.
+    fn should_log(&mut self, error: &str) -> bool {
+        match self.repeats.check(error) {
+            Verdict::Log => true,
+            Verdict::Suppress => false,
+            Verdict::LogAfterRepeats(repeated) => {
+                log_repeats(error, repeated, self.repeats.window());
+                true
+            }
+        }
+    }
+
+    fn log_unlogged_repeats(&mut self) {
+        let window = self.repeats.window();
+        for (error, repeated) in self.repeats.clear() {
+            log_repeats(&error, repeated, window);
+        }
+    }
+}
+
+fn log_repeats(error: &str, repeated: u64, window: Duration) {
+    tracing::warn!(
+        error,
+        repeated,
+        window_s = window.as_secs(),
+        "request failure repeated without a log line within the window"
+    );
 }
 
 /// Doubling delay from `initial_s` up to `max_s`, less up to a quarter

@@ -44,7 +44,7 @@ pub enum Oversize {
     Drop,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputSettings {
     pub name: String,
     /// `host:port`.
