@@ -14,6 +14,7 @@ pub mod config;
 pub mod event;
 pub mod format;
 pub mod listen;
+pub mod metrics;
 pub mod service;
 pub mod sim;
 pub mod sink;

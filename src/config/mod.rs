@@ -6,6 +6,7 @@ mod error;
 pub mod raw;
 mod validate;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     pub format: FormatSettings,
     pub outputs: Vec<OutputSettings>,
+    /// The Prometheus endpoint, when `[metrics] listen` is set.
+    pub metrics: Option<MetricsSettings>,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +77,13 @@ pub struct AlertSettings {
     pub overlap: Duration,
     pub clock_skew: Duration,
     pub max_details_per_cycle: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct MetricsSettings {
+    /// The address that serves `/metrics`, loopback unless
+    /// `allow_remote` was set.
+    pub listen: SocketAddr,
 }
 
 /// Reads and validates the file at `path`.

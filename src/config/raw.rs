@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub format: RawFormat,
+    #[serde(default)]
+    pub metrics: RawMetrics,
     /// One table per SIEM receiver.
     #[serde(default)]
     pub output: Vec<RawOutput>,
@@ -186,6 +188,16 @@ impl Default for RawFormat {
                 .collect(),
         }
     }
+}
+
+/// The Prometheus endpoint; off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `ip:port` to serve `/metrics` on.
+    pub listen: Option<String>,
+    /// Accepts a `listen` address other than loopback.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Deserialize)]

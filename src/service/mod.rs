@@ -7,6 +7,7 @@ pub mod demo;
 mod scheduler;
 pub mod status;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::budget::{Budget, Budgeted};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::format::Formatter;
+use crate::metrics::{Metrics, MetricsServer, Scrape};
 use crate::sink::Sink;
 use crate::source::{AlertSource, SourceError};
 use crate::state::{StateError, Store};
@@ -43,6 +45,11 @@ pub enum ServiceError {
     Undelivered { output: String, limit: Duration },
     #[error("delivery task failed: {0}")]
     Task(String),
+    #[error("cannot serve metrics on {address}: {source}; set metrics.listen to a free address")]
+    Metrics {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Everything a running forwarder is made of.
@@ -53,6 +60,9 @@ pub struct Forwarder<T> {
     pub client: Arc<Client<Budgeted<T>>>,
     pub clock: Clock,
     pub wake: Arc<Notify>,
+    /// Counters for the `/metrics` endpoint, which count even when the
+    /// endpoint is off.
+    pub metrics: Metrics,
 }
 
 /// Builds the HTTP transport for the configured API.
@@ -81,7 +91,9 @@ impl<T: Transport> Forwarder<T> {
             clock.clone(),
             settings.quota.clone(),
         ));
-        let client = Arc::new(Client::new(Budgeted::new(transport, budget.clone())));
+        let metrics = Metrics::new();
+        let budgeted = Budgeted::new(transport, budget.clone());
+        let client = Arc::new(Client::new(budgeted).with_metrics(metrics.clone()));
         Ok(Forwarder {
             settings,
             store,
@@ -89,6 +101,7 @@ impl<T: Transport> Forwarder<T> {
             client,
             clock,
             wake: Arc::new(Notify::new()),
+            metrics,
         })
     }
 
@@ -115,6 +128,7 @@ impl<T: Transport> Forwarder<T> {
                     .collect(),
             ),
             wake: self.wake.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -128,7 +142,7 @@ impl<T: Transport> Forwarder<T> {
             tracing::info!(output = %output.name, address = %output.address,
                 protocol = ?output.protocol, framing = ?output.framing, "output configured");
             let delivery = self.delivery();
-            let sink = Sink::new(output.clone());
+            let sink = Sink::new(output.clone()).with_metrics(self.metrics.output(&output.name));
             let (drain, abort) = (drain.clone(), abort.clone());
             let name = output.name.clone();
             tasks.spawn(async move { (name, delivery.run(sink, drain, abort).await) });
@@ -140,6 +154,7 @@ impl<T: Transport> Forwarder<T> {
     /// fires. Then it stops polling and lets the outputs catch up for a
     /// grace period before it returns.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let metrics_server = self.start_metrics().await?;
         let drain = CancellationToken::new();
         let abort = CancellationToken::new();
         let tasks = self.spawn_deliveries(&drain, &abort);
@@ -157,8 +172,30 @@ impl<T: Transport> Forwarder<T> {
         });
         let result = join_deliveries(tasks, SHUTDOWN_GRACE).await;
         timer.abort();
+        if let Some(server) = metrics_server {
+            server.stop().await;
+        }
         tracing::info!("stopped");
         result
+    }
+
+    /// Starts the `/metrics` endpoint when `[metrics] listen` is set.
+    async fn start_metrics(&self) -> Result<Option<MetricsServer>, ServiceError> {
+        let Some(settings) = &self.settings.metrics else {
+            return Ok(None);
+        };
+        let scrape = Scrape {
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            budget: self.budget.clone(),
+            clock: self.clock.clone(),
+            outputs: self.delivery().outputs,
+        };
+        let address = settings.listen;
+        let server = MetricsServer::start(address, scrape)
+            .await
+            .map_err(|source| ServiceError::Metrics { address, source })?;
+        Ok(Some(server))
     }
 
     /// Polls the API until `shutdown` fires, without delivering: the
