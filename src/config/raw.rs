@@ -190,13 +190,13 @@ impl Default for RawFormat {
     }
 }
 
-/// The Prometheus endpoint; off unless `listen` is set.
+/// The Prometheus endpoint, off unless `listen` is set.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     /// `ip:port` to serve `/metrics` on.
     pub listen: Option<String>,
-    /// Accepts a `listen` address other than loopback.
+    /// Whether a `listen` address other than loopback is accepted.
     pub allow_remote: bool,
 }
 

@@ -144,7 +144,7 @@ impl MetricsServer {
 }
 
 async fn scrape_handler(State(scrape): State<Scrape>) -> Response {
-    // SQLite calls block; keep them off the runtime's worker threads.
+    // SQLite calls block, so they run off the runtime's worker threads.
     let rendered = tokio::task::spawn_blocking(move || scrape.render()).await;
     match rendered {
         Ok(Ok(text)) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
