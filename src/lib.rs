@@ -15,6 +15,7 @@ pub mod event;
 pub mod format;
 pub mod listen;
 pub mod logging;
+pub mod metrics;
 pub mod service;
 pub mod sim;
 pub mod sink;

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::metrics::Metrics;
+
 use super::{
     Alert, ApiError, ApiKeyInfo, Call, Device, Module, SnmpProfile, TimelineEvent, Transport,
     UpdateResult, lenient,
@@ -36,20 +38,47 @@ pub struct Listed {
 /// Calls the API's actions through a [`Transport`].
 pub struct Client<T> {
     transport: T,
+    /// Counts every failed call, when set.
+    metrics: Option<Metrics>,
 }
 
 impl<T: Transport> Client<T> {
     pub fn new(transport: T) -> Self {
-        Client { transport }
+        Client {
+            transport,
+            metrics: None,
+        }
+    }
+
+    /// Counts each failed call in `metrics`, by action and kind.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn transport(&self) -> &T {
         &self.transport
     }
 
+    /// Passes `result` through, counting it when it is an error.
+    fn observe<R>(&self, result: Result<R, ApiError>) -> Result<R, ApiError> {
+        if let (Err(error), Some(metrics)) = (&result, &self.metrics) {
+            metrics.api_error(error);
+        }
+        result
+    }
+
     /// Sends `call` and returns its JSON body, or the typed error of a
     /// failure body (which may come with HTTP 200).
     pub async fn call_json(&self, call: &Call) -> Result<(Value, Option<DateTime<Utc>>), ApiError> {
+        let result = self.send_and_check(call).await;
+        self.observe(result)
+    }
+
+    async fn send_and_check(
+        &self,
+        call: &Call,
+    ) -> Result<(Value, Option<DateTime<Utc>>), ApiError> {
         let reply = self.transport.send(call).await?;
         let action = call.action;
         let parsed: Result<Value, _> = serde_json::from_slice(&reply.body);
@@ -77,24 +106,28 @@ impl<T: Transport> Client<T> {
         }
     }
 
+    // `call_json` counts the failures of the call itself; these count
+    // the records that did not decode.
     async fn fetch<R: DeserializeOwned>(&self, call: Call) -> Result<R, ApiError> {
         let (body, _) = self.call_json(&call).await?;
-        decode(call.action, body)
+        self.observe(decode(call.action, body))
     }
 
     async fn count(&self, call: Call, field: &str) -> Result<i64, ApiError> {
         let (body, _) = self.call_json(&call).await?;
-        body.get(field)
+        let count = body
+            .get(field)
             .and_then(lenient::integer_of)
             .ok_or_else(|| ApiError::Decode {
                 action: call.action,
                 detail: format!("missing integer field {field:?}"),
-            })
+            });
+        self.observe(count)
     }
 
     async fn list(&self, call: Call, field: &str) -> Result<Listed, ApiError> {
         let (body, server_time) = self.call_json(&call).await?;
-        let ids = ids_of(call.action, &body, field)?;
+        let ids = self.observe(ids_of(call.action, &body, field))?;
         Ok(Listed { ids, server_time })
     }
 

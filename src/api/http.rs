@@ -130,12 +130,54 @@ impl Transport for HttpTransport {
             .and_then(|value| value.to_str().ok())
             .and_then(parse_http_date);
         let body = self.read_capped(call.action, response).await?;
+        let body = mask_key(body, self.settings.api_key.expose());
         Ok(Reply {
             http_status,
             body,
             server_time,
         })
     }
+}
+
+/// Replaces each copy of `key` in a reply body with `***`: as is,
+/// percent-encoded, and with `/` escaped as JSON allows (`\/`). A proxy
+/// page or failure detail that echoes the request would otherwise carry
+/// the key into errors, logs, the outbox and the SIEM.
+///
+/// NOTE: a copy written with other JSON escapes, such as `\u0041` for
+/// `A`, is not found.
+fn mask_key(body: Bytes, key: &str) -> Bytes {
+    if key.is_empty() {
+        return body;
+    }
+    let forms = [key.to_owned(), percent_encode(key), key.replace('/', "\\/")];
+    let mut masked = body;
+    for form in &forms {
+        if let Some(replaced) = replace_all(&masked, form.as_bytes(), b"***") {
+            masked = Bytes::from(replaced);
+        }
+    }
+    masked
+}
+
+/// Returns `haystack` with every `needle` replaced by `with`, or `None`
+/// when it contains no `needle`.
+fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
+    let find = |bytes: &[u8]| bytes.windows(needle.len()).position(|w| w == needle);
+    let mut at = find(haystack)?;
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut rest = haystack;
+    loop {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(with);
+        rest = &rest[at + needle.len()..];
+        match find(rest) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out.extend_from_slice(rest);
+    Some(out)
 }
 
 /// Parses an HTTP `Date` header (RFC 9110 IMF-fixdate, which is also
@@ -168,6 +210,25 @@ mod tests {
         let key = ApiKey::new("secret-123");
         assert_eq!(format!("{key:?}"), "ApiKey(***)");
         assert_eq!(key.to_string(), "***");
+    }
+
+    #[test]
+    fn echoed_key_is_masked_in_every_form() {
+        let key = "ab/c+d=";
+        let body =
+            Bytes::from_static(br#"{"detail":"key ab/c+d= or ab%2Fc%2Bd%3D or ab\/c+d=","n":1}"#);
+        let masked = mask_key(body, key);
+        assert_eq!(
+            masked.as_ref(),
+            br#"{"detail":"key *** or *** or ***","n":1}"#
+        );
+    }
+
+    #[test]
+    fn body_without_key_is_unchanged() {
+        let body = Bytes::from_static(b"{\"alerts\":[\"1\"]}");
+        assert_eq!(mask_key(body.clone(), "secret"), body);
+        assert_eq!(replace_all(b"aaa", b"a", b"b"), Some(b"bbb".to_vec()));
     }
 
     #[test]

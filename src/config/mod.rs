@@ -6,6 +6,7 @@ mod error;
 pub mod raw;
 mod validate;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Settings {
     pub format: FormatSettings,
     pub service: ServiceSettings,
     pub outputs: Vec<OutputSettings>,
+    /// The Prometheus endpoint, when `[metrics] listen` is set.
+    pub metrics: Option<MetricsSettings>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +118,13 @@ pub enum TimelinePolicy {
     All,
     /// These MAC addresses, normalized to upper case with colons.
     List(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+pub struct MetricsSettings {
+    /// The address that serves `/metrics`, loopback unless
+    /// `allow_remote` was set.
+    pub listen: SocketAddr,
 }
 
 /// Reads and validates the file at `path`.

@@ -26,6 +26,7 @@ pub struct RawConfig {
     pub format: RawFormat,
     #[serde(default)]
     pub service: RawService,
+    pub metrics: RawMetrics,
     /// One table per SIEM receiver.
     #[serde(default)]
     pub output: Vec<RawOutput>,
@@ -241,6 +242,16 @@ impl Default for RawFormat {
                 .collect(),
         }
     }
+}
+
+/// The Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `ip:port` to serve `/metrics` on.
+    pub listen: Option<String>,
+    /// Whether a `listen` address other than loopback is accepted.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,10 +9,10 @@ use reqwest::Url;
 use crate::api::License;
 use crate::budget::Shares;
 
-use super::raw::{FacilityValue, RawConfig, RawFormat, RawOutput, RawTimeline};
+use super::raw::{FacilityValue, RawConfig, RawFormat, RawMetrics, RawOutput, RawTimeline};
 use super::{
-    AlertSettings, ApiSettings, ConfigError, QuotaSettings, ServiceSettings, Settings,
-    StateSettings, TimelinePolicy, TimelineSettings,
+    AlertSettings, ApiSettings, ConfigError, MetricsSettings, QuotaSettings, ServiceSettings,
+    Settings, StateSettings, TimelinePolicy, TimelineSettings,
 };
 use crate::format::{FormatSettings, SyslogHeader};
 use crate::sink::{Framing, OutputSettings, Oversize, Protocol};
@@ -53,6 +53,7 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
     let service = ServiceSettings {
         shutdown_timeout: raw.service.shutdown_timeout,
     };
+    let metrics = metrics(&check, raw.metrics)?;
     let state = StateSettings {
         path: check.resolve(&raw.state.path),
         dedup_retention: raw.state.dedup_retention,
@@ -68,6 +69,7 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
         format,
         service,
         outputs,
+        metrics,
     })
 }
 
@@ -301,6 +303,41 @@ fn format(check: &Check, raw: RawFormat) -> Result<FormatSettings, ConfigError> 
             .collect(),
         default_severity: raw.default_severity,
     })
+}
+
+/// Checks the metrics endpoint's address. It has no authentication, so
+/// an address other than loopback needs `allow_remote = true`.
+fn metrics(check: &Check, raw: RawMetrics) -> Result<Option<MetricsSettings>, ConfigError> {
+    let Some(listen) = raw.listen else {
+        if raw.allow_remote {
+            return Err(check.fail(
+                "metrics.allow_remote",
+                "has no effect without metrics.listen: set listen or remove allow_remote"
+                    .to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    let address: std::net::SocketAddr = listen.parse().map_err(|_| {
+        check.fail(
+            "metrics.listen",
+            format!(
+                "invalid address {listen:?}: use ip:port with an IP address, \
+                 such as 127.0.0.1:9469 or [::1]:9469"
+            ),
+        )
+    })?;
+    if !address.ip().to_canonical().is_loopback() && !raw.allow_remote {
+        return Err(check.fail(
+            "metrics.listen",
+            format!(
+                "{address} is not a loopback address, and the endpoint has no \
+                 authentication: use 127.0.0.1 or [::1], or set \
+                 metrics.allow_remote = true to serve it on the network"
+            ),
+        ));
+    }
+    Ok(Some(MetricsSettings { listen: address }))
 }
 
 const FACILITIES: [&str; 24] = [

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::event::Event;
 use crate::format::{Fitted, Formatter};
+use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::state::{OutboxRow, StateError, Store};
 
@@ -35,6 +36,7 @@ pub struct Delivery {
     pub clock: Clock,
     /// Woken when a source stored new events.
     pub wake: Arc<Notify>,
+    pub metrics: Metrics,
 }
 
 /// The settings every delivery task uses, replaced as a whole when the
@@ -66,6 +68,7 @@ impl Delivery {
     ) -> Result<Ended, StateError> {
         let name = sink.settings().name.clone();
         let span = tracing::info_span!("sink", output = %name);
+        let counted = self.metrics.output(&name);
         async move {
             let mut position = self.store.position(&name)?;
             loop {
@@ -87,6 +90,8 @@ impl Delivery {
                 match sink.deliver(&messages, &abort).await {
                     Ok(done) => {
                         self.store.advance(&name, last, &shared.outputs)?;
+                        let now = self.clock.now_ms();
+                        counted.delivered(done.sent, done.truncated, done.dropped, now);
                         tracing::debug!(
                             sent = done.sent,
                             dropped = done.dropped,

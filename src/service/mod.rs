@@ -10,6 +10,7 @@ mod reload;
 mod scheduler;
 pub mod status;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::api::{ApiError, ApiKey, Client, HttpSettings, HttpTransport, Transpor
 use crate::budget::{Budget, Budgeted};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::metrics::{Metrics, MetricsServer, Scrape};
 use crate::source::{AlertSource, CycleReport, SourceError, TimelineSource};
 use crate::state::{StateError, Store};
 
@@ -42,6 +44,11 @@ pub enum ServiceError {
     Undelivered { output: String, limit: Duration },
     #[error("delivery task failed: {0}")]
     Task(String),
+    #[error("cannot serve metrics on {address}: {source}; set metrics.listen to a free address")]
+    Metrics {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Everything a running forwarder is made of.
@@ -53,6 +60,9 @@ pub struct Forwarder<T> {
     pub client: Arc<Client<Budgeted<T>>>,
     pub clock: Clock,
     pub wake: Arc<Notify>,
+    /// Counters for the `/metrics` endpoint, which count even when the
+    /// endpoint is off.
+    pub metrics: Metrics,
 }
 
 /// Builds the HTTP transport for the configured API.
@@ -81,7 +91,9 @@ impl<T: Transport> Forwarder<T> {
             clock.clone(),
             settings.quota.clone(),
         ));
-        let client = Arc::new(Client::new(Budgeted::new(transport, budget.clone())));
+        let metrics = Metrics::new();
+        let budgeted = Budgeted::new(transport, budget.clone());
+        let client = Arc::new(Client::new(budgeted).with_metrics(metrics.clone()));
         Ok(Forwarder {
             settings: RwLock::new(Arc::new(settings)),
             store,
@@ -89,6 +101,7 @@ impl<T: Transport> Forwarder<T> {
             client,
             clock,
             wake: Arc::new(Notify::new()),
+            metrics,
         })
     }
 
@@ -136,6 +149,7 @@ impl<T: Transport> Forwarder<T> {
             self.store.clone(),
             self.clock.clone(),
             self.wake.clone(),
+            self.metrics.clone(),
             &self.settings(),
         )
     }
@@ -159,6 +173,7 @@ impl<T: Transport> Forwarder<T> {
         shutdown: CancellationToken,
         mut reload: mpsc::Receiver<()>,
     ) -> Result<(), ServiceError> {
+        let metrics_server = self.start_metrics().await?;
         let mut outputs = self.start_outputs();
         self.log_state()?;
         tracing::info!("ready");
@@ -199,6 +214,9 @@ impl<T: Transport> Forwarder<T> {
         tracing::info!("stopping: polling ended, delivering what is stored");
         let ended = outputs.finish(deadline).await;
         let result = self.report_shutdown(ended, timeout);
+        if let Some(server) = metrics_server {
+            server.stop().await;
+        }
         tracing::info!("stopped");
         result
     }
@@ -235,6 +253,26 @@ impl<T: Transport> Forwarder<T> {
             }
         }
         outcome
+    }
+
+    /// Starts the `/metrics` endpoint when `[metrics] listen` is set.
+    async fn start_metrics(&self) -> Result<Option<MetricsServer>, ServiceError> {
+        let settings = self.settings();
+        let Some(metrics) = &settings.metrics else {
+            return Ok(None);
+        };
+        let scrape = Scrape {
+            metrics: self.metrics.clone(),
+            store: self.store.clone(),
+            budget: self.budget.clone(),
+            clock: self.clock.clone(),
+            outputs: Arc::new(settings.outputs.iter().map(|o| o.name.clone()).collect()),
+        };
+        let address = metrics.listen;
+        let server = MetricsServer::start(address, scrape)
+            .await
+            .map_err(|source| ServiceError::Metrics { address, source })?;
+        Ok(Some(server))
     }
 
     /// Polls the API until `shutdown` fires, without delivering: the

@@ -20,6 +20,7 @@ use super::delivery::{Delivery, Ended, Shared};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::format::Formatter;
+use crate::metrics::Metrics;
 use crate::sink::{OutputSettings, Sink};
 use crate::state::{StateError, Store};
 
@@ -45,13 +46,20 @@ struct Running {
 
 impl Outputs {
     /// Starts one delivery task per configured output.
-    pub fn start(store: Arc<Store>, clock: Clock, wake: Arc<Notify>, settings: &Settings) -> Self {
+    pub fn start(
+        store: Arc<Store>,
+        clock: Clock,
+        wake: Arc<Notify>,
+        metrics: Metrics,
+        settings: &Settings,
+    ) -> Self {
         let (shared, _) = watch::channel(shared_of(settings));
         let delivery = Delivery {
             store,
             shared: shared.subscribe(),
             clock,
             wake,
+            metrics,
         };
         let mut outputs = Outputs {
             delivery,
@@ -72,7 +80,7 @@ impl Outputs {
         let delivery = self.delivery.clone();
         let stop = self.abort.child_token();
         let drain = self.drain.clone();
-        let sink = Sink::new(output.clone());
+        let sink = Sink::new(output.clone()).with_metrics(self.delivery.metrics.output(&output.name));
         let task_stop = stop.clone();
         let task = tokio::spawn(async move { delivery.run(sink, drain, task_stop).await });
         let name = output.name.clone();

@@ -140,10 +140,12 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             Job::List => {
                 self.list_plan = None;
                 source.list(&mut report).await?;
+                forwarder.metrics.polled(SOURCE, forwarder.clock.now_ms());
                 self.log_cycle(&report);
             }
             Job::Detail => {
                 source.fetch_pending(1, &mut report).await?;
+                forwarder.metrics.events_stored(SOURCE, report.stored);
                 self.details += 1;
                 self.stored_since_list += report.stored;
                 if report.stored > 0 {

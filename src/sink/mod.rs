@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::metrics::OutputMetrics;
 use tcp::TcpTransport;
 use udp::UdpTransport;
 
@@ -129,6 +130,15 @@ impl Sink {
 
     pub fn settings(&self) -> &OutputSettings {
         &self.settings
+    }
+
+    /// Counts each failed connection or send attempt in `metrics`.
+    pub fn with_metrics(mut self, metrics: OutputMetrics) -> Self {
+        match &mut self.transport {
+            Transport::Tcp(tcp) => tcp.reconnect.count_errors_in(metrics),
+            Transport::Udp(udp) => udp.reconnect.count_errors_in(metrics),
+        }
+        self
     }
 
     /// Sends every message, reconnecting with jittered exponential backoff

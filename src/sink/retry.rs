@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Cancelled, OutputSettings, TransportError};
+use crate::metrics::OutputMetrics;
 
 /// A failure is logged the first time and then every this many attempts.
 const LOG_EVERY_ATTEMPTS: u32 = 10;
@@ -71,6 +72,8 @@ pub struct Reconnect {
     failures: u32,
     /// When the current run of failures began.
     outage_start: Option<Instant>,
+    /// Counts each failed attempt, when set.
+    metrics: Option<OutputMetrics>,
 }
 
 impl Reconnect {
@@ -80,7 +83,13 @@ impl Reconnect {
             ever_connected: false,
             failures: 0,
             outage_start: None,
+            metrics: None,
         }
+    }
+
+    /// Counts each failed attempt in `metrics` from now on.
+    pub fn count_errors_in(&mut self, metrics: OutputMetrics) {
+        self.metrics = Some(metrics);
     }
 
     /// Logs a new connection: "connected" the first time, "reconnected"
@@ -116,10 +125,14 @@ impl Reconnect {
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
         if self.failures > 0 {
+            // `failed` counts it.
             return self.failed(settings, error, cancel).await;
         }
         let (name, address) = (&settings.name, &settings.address);
         warn!(output = %name, address, %error, "connection lost");
+        if let Some(metrics) = &self.metrics {
+            metrics.transport_error(error);
+        }
         self.outage_start = Some(Instant::now());
         self.failures = 1;
         Ok(())
@@ -135,6 +148,9 @@ impl Reconnect {
     ) -> Result<(), Cancelled> {
         self.outage_start.get_or_insert_with(Instant::now);
         self.failures += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.transport_error(error);
+        }
         let attempt = self.failures;
         let delay = self.backoff.next_delay();
         if attempt == 1 || attempt % LOG_EVERY_ATTEMPTS == 0 {

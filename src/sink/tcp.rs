@@ -28,7 +28,7 @@ const PROBE_READS: usize = 16;
 #[derive(Debug)]
 pub struct TcpTransport {
     writer: Option<Writer>,
-    reconnect: Reconnect,
+    pub(super) reconnect: Reconnect,
 }
 
 impl TcpTransport {

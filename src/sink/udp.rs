@@ -50,7 +50,7 @@ pub struct UdpCounts {
 #[derive(Debug)]
 pub struct UdpTransport {
     socket: Option<UdpSocket>,
-    reconnect: Reconnect,
+    pub(super) reconnect: Reconnect,
 }
 
 impl UdpTransport {

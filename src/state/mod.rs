@@ -303,6 +303,21 @@ impl Store {
         )?)
     }
 
+    /// Returns when the oldest row `output` has not delivered yet was
+    /// stored (epoch milliseconds), or `None` when it has caught up.
+    pub fn oldest_undelivered_ms(&self, output: &str) -> Result<Option<i64>, StateError> {
+        let position = self.position(output)?;
+        let stored = self
+            .conn()
+            .query_row(
+                "SELECT stored_ms FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                [position],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(stored)
+    }
+
     /// Returns the last outbox row `output` delivered, or 0 for a new
     /// output, which then receives everything still in the outbox.
     pub fn position(&self, output: &str) -> Result<i64, StateError> {
