@@ -8,8 +8,13 @@ use crate::api::{Alert, Device};
 /// One thing to deliver to every output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "both variants carry a device record; boxing one saves little"
+)]
 pub enum Event {
     Alert(AlertEvent),
+    Inventory(InventoryEvent),
 }
 
 /// An alert in the state `getAlert` returned, with the device it names
@@ -21,31 +26,56 @@ pub struct AlertEvent {
     pub device: Option<Device>,
 }
 
+/// A device that appeared in the inventory, or whose security fields
+/// changed, in the state `getDevice` returned it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEvent {
+    pub device: Device,
+    /// Whether the device was not in the device table before.
+    pub added: bool,
+    /// The security fields that changed. For an added device, every
+    /// security field that has a value, each `from` being `None`.
+    #[serde(default)]
+    pub changes: Vec<FieldChange>,
+}
+
+/// One security field of a device that changed: its name as the API
+/// spells it (or `open_ports`, `exploitable_ports`), and its text before
+/// and after. `None` means the field was missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
 impl Event {
     /// Returns the key that identifies this event among everything delivered:
-    /// an alert modification is `(alert_id, modified)`.
+    /// an alert modification is `(alert_id, modified)`, an inventory event
+    /// `(device_id, modified)`, each with a hash of the record.
     pub fn dedup_key(&self) -> String {
         match self {
             Event::Alert(event) => alert_dedup_key(&event.alert),
+            Event::Inventory(event) => inventory_dedup_key(event),
         }
     }
 
-    /// Returns the event's own time in epoch milliseconds: for an alert, when it
-    /// was last modified (or created). `None` when the record has no time.
+    /// Returns the event's own time in epoch milliseconds: when the alert or
+    /// device was last modified (or created). `None` when the record has
+    /// no time.
     pub fn time_ms(&self) -> Option<i64> {
-        match self {
-            Event::Alert(event) => event
-                .alert
-                .modified
-                .or(event.alert.created)
-                .map(|secs| secs.saturating_mul(1000)),
-        }
+        let secs = match self {
+            Event::Alert(event) => event.alert.modified.or(event.alert.created),
+            Event::Inventory(event) => event.device.modified.or(event.device.created),
+        };
+        secs.map(|secs| secs.saturating_mul(1000))
     }
 
     /// Returns a short name for logs and metrics.
     pub fn kind_name(&self) -> &'static str {
         match self {
             Event::Alert(_) => "alert",
+            Event::Inventory(_) => "inventory",
         }
     }
 }
@@ -62,6 +92,24 @@ pub fn alert_dedup_key(alert: &Alert) -> String {
     format!(
         "alert:{}:{}:{:016x}",
         alert.alert_id,
+        modified,
+        fnv1a(text.as_bytes())
+    )
+}
+
+/// Builds the dedup key of an inventory event: `(device_id, modified)`
+/// plus a hash of the device record and the changes. A device fetched
+/// again unchanged gives the same key, so an overlap refetch that the
+/// change detection did not already drop is dropped here.
+pub fn inventory_dedup_key(event: &InventoryEvent) -> String {
+    let modified = event
+        .device
+        .modified
+        .map_or_else(|| "-".to_owned(), |m| m.to_string());
+    let text = serde_json::to_string(event).unwrap_or_default();
+    format!(
+        "device:{}:{}:{:016x}",
+        event.device.device_id,
         modified,
         fnv1a(text.as_bytes())
     )
@@ -108,6 +156,24 @@ mod tests {
     fn key_starts_with_id_and_modified() {
         let key = alert_dedup_key(&alert("open"));
         assert!(key.starts_with("alert:900451:1700000000:"), "{key}");
+    }
+
+    #[test]
+    fn inventory_key_starts_with_device_and_modified() {
+        let event = InventoryEvent {
+            device: Device {
+                device_id: "00:40:17:6C:00:00".into(),
+                modified: Some(1_550_637_634),
+                ..Device::default()
+            },
+            added: true,
+            changes: Vec::new(),
+        };
+        let key = inventory_dedup_key(&event);
+        assert!(
+            key.starts_with("device:00:40:17:6C:00:00:1550637634:"),
+            "{key}"
+        );
     }
 
     #[test]

@@ -60,12 +60,13 @@ impl Setup {
             .outbox_after(0, 1_000_000)
             .expect("outbox");
         rows.into_iter()
-            .map(|row| match row.event.expect("event reads back") {
-                Event::Alert(event) => (
+            .filter_map(|row| match row.event.expect("event reads back") {
+                Event::Alert(event) => Some((
                     event.alert.alert_id,
                     event.alert.modified.unwrap_or(-1),
                     event.alert.status.unwrap_or_default(),
-                ),
+                )),
+                Event::Inventory(_) => None,
             })
             .collect()
     }

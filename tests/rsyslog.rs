@@ -151,6 +151,7 @@ async fn rsyslog_parses_what_we_send() {
     let (api, _sim) = common::serve(&model).await;
     let target = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let outputs = [
+        "[devices]\nenabled = false\n".to_owned(),
         common::output("lf", target(tcp), "tcp", "lf"),
         common::output("octet", target(tcp), "tcp", "octet-counting"),
         common::output("udp", target(udp), "udp", "lf"),

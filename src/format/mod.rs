@@ -1,7 +1,8 @@
 //! Encodes events as CEF inside an RFC 5424 or RFC 3164 syslog message.
 //!
 //! [`cef`] owns CEF escaping and parsing, [`syslog`] the headers,
-//! [`alert`] the mapping of alert fields onto CEF keys, and [`fit`] the
+//! [`alert`] the mapping of alert fields onto CEF keys, [`inventory`]
+//! that of device inventory events, and [`fit`] the
 //! shortening of values that keeps a message within an output's byte
 //! limit. The output is one complete message without framing: the sinks
 //! add the framing.
@@ -14,8 +15,11 @@
 pub mod alert;
 pub mod cef;
 pub mod fit;
+pub mod inventory;
 pub mod syslog;
 
+#[cfg(test)]
+mod inventory_tests;
 #[cfg(test)]
 mod tests;
 
@@ -27,7 +31,8 @@ use syslog::{Priority, Rfc3164Header, Rfc5424Header, SyslogSeverity};
 
 use crate::api::Alert;
 use crate::clock::Clock;
-use crate::event::Event;
+use crate::event::{AlertEvent, Event, InventoryEvent};
+pub use inventory::INVENTORY_MSGID;
 
 /// The RFC 5424 MSGID of alert messages.
 pub const ALERT_MSGID: &str = "alert";
@@ -90,24 +95,55 @@ impl Formatter {
         max_bytes: usize,
         out: &mut Vec<u8>,
     ) -> Fitted {
-        let Event::Alert(alert_event) = event;
+        match event {
+            Event::Alert(alert_event) => self.encode_alert(alert_event, now_ms, max_bytes, out),
+            Event::Inventory(inventory_event) => {
+                self.encode_inventory(inventory_event, now_ms, max_bytes, out)
+            }
+        }
+    }
+
+    fn encode_alert(
+        &self,
+        alert_event: &AlertEvent,
+        now_ms: i64,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Fitted {
         let alert = &alert_event.alert;
         let severity = self.severity(alert);
         let timestamp_ms = alert::alert_time_ms(alert).unwrap_or(now_ms);
 
         let mut syslog_header = String::with_capacity(128);
-        self.encode_header(severity, timestamp_ms, &mut syslog_header);
+        self.encode_header(severity, timestamp_ms, ALERT_MSGID, &mut syslog_header);
         let event_class_id = alert::event_class_id(alert);
         let draft = fit::Draft {
             syslog_header: &syslog_header,
             cef_header: alert::cef_header(alert, &event_class_id, severity),
             extension: alert::extension(alert_event),
         };
-        let mut message = String::with_capacity(512);
-        let fitted = fit::encode_within(draft, max_bytes, &mut message);
-        debug_assert!(!message.contains(['\r', '\n']), "line break");
-        out.extend_from_slice(message.as_bytes());
-        fitted
+        write_fitted(draft, max_bytes, out)
+    }
+
+    fn encode_inventory(
+        &self,
+        event: &InventoryEvent,
+        now_ms: i64,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Fitted {
+        let severity = inventory::severity(event);
+        let timestamp_ms = inventory::inventory_time_ms(event).unwrap_or(now_ms);
+
+        let mut syslog_header = String::with_capacity(128);
+        self.encode_header(severity, timestamp_ms, INVENTORY_MSGID, &mut syslog_header);
+        let name = inventory::name(event);
+        let draft = fit::Draft {
+            syslog_header: &syslog_header,
+            cef_header: inventory::cef_header(&name, event),
+            extension: inventory::extension(event),
+        };
+        write_fitted(draft, max_bytes, out)
     }
 
     /// Returns the CEF severity of an alert: `severity[priority]` with the
@@ -119,7 +155,7 @@ impl Formatter {
         Severity::new(*configured.unwrap_or(&self.settings.default_severity))
     }
 
-    fn encode_header(&self, severity: Severity, ms: i64, out: &mut String) {
+    fn encode_header(&self, severity: Severity, ms: i64, msgid: &str, out: &mut String) {
         let settings = &self.settings;
         let severity = SyslogSeverity::from_cef(severity);
         let priority = Priority::new(settings.facility, severity);
@@ -130,7 +166,7 @@ impl Formatter {
                 hostname: &settings.hostname,
                 app_name: &settings.app_name,
                 procid: "",
-                msgid: ALERT_MSGID,
+                msgid,
             }
             .encode(out),
             SyslogHeader::Rfc3164 => Rfc3164Header {
@@ -142,6 +178,15 @@ impl Formatter {
             .encode(out),
         }
     }
+}
+
+/// Encodes `draft` within `max_bytes` and appends the message to `out`.
+fn write_fitted(draft: fit::Draft<'_>, max_bytes: usize, out: &mut Vec<u8>) -> Fitted {
+    let mut message = String::with_capacity(512);
+    let fitted = fit::encode_within(draft, max_bytes, &mut message);
+    debug_assert!(!message.contains(['\r', '\n']), "line break");
+    out.extend_from_slice(message.as_bytes());
+    fitted
 }
 
 fn normalize_priority(priority: &str) -> String {

@@ -144,18 +144,22 @@ impl Delivery {
     }
 }
 
-/// Logs, at debug level, which alert a shortened message carries.
+/// Logs, at debug level, which alert or device a shortened message
+/// carries.
 fn log_fitted(seq: i64, event: &Event, fitted: Fitted, bytes: usize) {
-    let Event::Alert(alert_event) = event;
-    let alert_id = alert_event.alert.alert_id.as_str();
+    let (kind, id) = match event {
+        Event::Alert(alert_event) => ("alert", alert_event.alert.alert_id.as_str()),
+        Event::Inventory(inventory) => ("inventory", inventory.device.device_id.as_str()),
+    };
     match fitted {
         Fitted::Whole => {}
         Fitted::Shortened => {
-            tracing::debug!(seq, alert_id, bytes, "message shortened to fit")
+            tracing::debug!(seq, kind, id, bytes, "message shortened to fit")
         }
         Fitted::TooLong => tracing::debug!(
             seq,
-            alert_id,
+            kind,
+            id,
             bytes,
             "message too long even when shortened; oversize policy applies"
         ),

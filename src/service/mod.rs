@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::format::Formatter;
 use crate::sink::Sink;
-use crate::source::{AlertSource, SourceError};
+use crate::source::{AlertSource, CycleReport, DeviceSource, SourceError};
 use crate::state::{StateError, Store};
 
 pub use delivery::{Delivery, Ended};
@@ -74,6 +74,8 @@ impl<T: Transport> Forwarder<T> {
         // long the first list call waits for the budget.
         let reach = i64::try_from(settings.alerts.start_from.as_secs()).unwrap_or(i64::MAX / 2);
         store.init_cursor(crate::source::alerts::SOURCE, clock.now_secs() - reach)?;
+        let reach = i64::try_from(settings.devices.start_from.as_secs()).unwrap_or(i64::MAX / 2);
+        store.init_cursor(crate::source::devices::SOURCE, clock.now_secs() - reach)?;
         let names: Vec<String> = settings.outputs.iter().map(|o| o.name.clone()).collect();
         store.retain_outputs(&names)?;
         let budget = Arc::new(Budget::new(
@@ -100,6 +102,18 @@ impl<T: Transport> Forwarder<T> {
             self.settings.alerts.clone(),
             self.settings.state.dedup_retention,
         )
+        .with_enrichment(self.settings.enrichment.clone())
+    }
+
+    pub fn device_source(&self) -> DeviceSource<Budgeted<T>> {
+        DeviceSource::new(
+            self.client.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            self.settings.devices.clone(),
+            self.settings.state.dedup_retention,
+        )
+        .with_enrichment(self.settings.enrichment.clone())
     }
 
     fn delivery(&self) -> Delivery {
@@ -171,19 +185,9 @@ impl<T: Transport> Forwarder<T> {
     /// Runs one poll cycle, then delivers everything stored. Fails when
     /// the cycle failed or an output did not take every event in time.
     pub async fn once(&self) -> Result<(), ServiceError> {
-        let cycle = if self.settings.alerts.enabled {
-            self.alert_source().cycle().await
-        } else {
-            Ok(crate::source::CycleReport::default())
-        };
-        if let Ok(report) = &cycle {
-            tracing::info!(
-                requests = report.requests,
-                listed = report.listed,
-                stored = report.stored,
-                duplicates = report.duplicates,
-                "poll cycle"
-            );
+        let cycle = self.poll_once().await;
+        if let Err(error) = &cycle {
+            tracing::error!(%error, "poll cycle failed; delivering what is stored");
         }
         let drain = CancellationToken::new();
         drain.cancel();
@@ -198,6 +202,47 @@ impl<T: Transport> Forwarder<T> {
         timer.abort();
         cycle?;
         delivered
+    }
+
+    /// Runs one cycle of each enabled source, then fetches the devices
+    /// that held alerts wait for and releases those whose wait is over.
+    /// Stops at the first failure; what was stored before it stays.
+    async fn poll_once(&self) -> Result<(), SourceError> {
+        let mut report = if self.settings.alerts.enabled {
+            self.alert_source().cycle().await?
+        } else {
+            CycleReport::default()
+        };
+        let devices = self.device_source();
+        let inventory = if self.settings.devices.enabled {
+            devices.cycle().await?
+        } else {
+            CycleReport::default()
+        };
+        // Each call releases every alert held for one device, so this
+        // ends after at most one request per held device.
+        let mut held_report = CycleReport::default();
+        let fetched = loop {
+            match devices.fetch_held(&mut held_report).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        let expired = devices.release_expired()?;
+        report.released += held_report.released + expired;
+        tracing::info!(
+            requests = report.requests + inventory.requests + held_report.requests,
+            listed = report.listed,
+            stored = report.stored,
+            duplicates = report.duplicates,
+            held = report.held,
+            released = report.released,
+            devices_listed = inventory.listed,
+            inventory_events = inventory.stored + held_report.stored,
+            "poll cycle"
+        );
+        fetched
     }
 
     /// Deletes expired dedup keys hourly, so the table holds only the

@@ -2,11 +2,14 @@
 //! events stored in the outbox.
 
 pub mod alerts;
+pub mod changes;
+pub mod devices;
 
 use crate::api::ApiError;
 use crate::state::StateError;
 
 pub use alerts::AlertSource;
+pub use devices::DeviceSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -29,4 +32,8 @@ pub struct CycleReport {
     pub duplicates: usize,
     /// Pending ids dropped after repeated permanent failures.
     pub dropped: usize,
+    /// Alerts held until their device's record is fetched.
+    pub held: usize,
+    /// Held alerts released to the outbox.
+    pub released: usize,
 }

@@ -7,6 +7,7 @@
 //! `status` can read while the daemon writes.
 
 mod device;
+mod held;
 mod ledger;
 mod schema;
 
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::event::Event;
 
 pub use device::KnownDevice;
+pub use held::{DeviceCommit, FetchedDevice, HeldAlert};
 pub use ledger::LedgerDay;
 pub use schema::VERSION as SCHEMA_VERSION;
 
@@ -235,33 +237,15 @@ impl Store {
         now_ms: i64,
         dedup_expires_ms: i64,
     ) -> Result<Stored, StateError> {
-        let body = serde_json::to_string(event)
-            .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
-        let key = event.dedup_key();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let fresh = tx.execute(
-            "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
-            params![key, dedup_expires_ms],
-        )? == 1;
-        if fresh {
-            tx.execute(
-                "INSERT INTO outbox (kind, dedup_key, body, stored_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![event.kind_name(), key, body, now_ms],
-            )?;
-        } else {
-            bump(&tx, "duplicates_dropped", 1)?;
-        }
+        let stored = insert_event(&tx, event, now_ms, dedup_expires_ms)?;
         tx.execute(
             "DELETE FROM pending WHERE source = ?1 AND id = ?2",
             params![source, id],
         )?;
         tx.commit()?;
-        Ok(if fresh {
-            Stored::New
-        } else {
-            Stored::Duplicate
-        })
+        Ok(stored)
     }
 
     /// Deletes dedup keys whose retention ended.
@@ -380,6 +364,32 @@ impl Store {
             .optional()?;
         Ok(value.unwrap_or(0))
     }
+}
+
+/// Stores `event` in the outbox unless its dedup key is known; for use
+/// inside a transaction.
+fn insert_event(
+    conn: &Connection,
+    event: &Event,
+    now_ms: i64,
+    dedup_expires_ms: i64,
+) -> Result<Stored, StateError> {
+    let body = serde_json::to_string(event)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
+    let key = event.dedup_key();
+    let fresh = conn.execute(
+        "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
+        params![key, dedup_expires_ms],
+    )? == 1;
+    if !fresh {
+        bump(conn, "duplicates_dropped", 1)?;
+        return Ok(Stored::Duplicate);
+    }
+    conn.execute(
+        "INSERT INTO outbox (kind, dedup_key, body, stored_ms) VALUES (?1, ?2, ?3, ?4)",
+        params![event.kind_name(), key, body, now_ms],
+    )?;
+    Ok(Stored::New)
 }
 
 fn bump(conn: &Connection, name: &str, delta: i64) -> Result<(), StateError> {
