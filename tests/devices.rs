@@ -164,7 +164,7 @@ async fn held_alert_is_enriched_with_its_device() {
     assert!(extra.is_empty(), "nothing twice: {extra:#?}");
 }
 
-/// The hostname a hostile device reports: every character with a
+/// Returns the hostname of a hostile device: every character with a
 /// meaning in CEF or syslog, control characters, a forged syslog header
 /// and CEF pair, then 10 KB of text.
 fn hostile_hostname() -> String {
@@ -174,7 +174,7 @@ fn hostile_hostname() -> String {
     name
 }
 
-/// The hostname as CEF carries it: control characters other than CR and
+/// Returns the hostname as CEF carries it: control characters other than CR and
 /// LF become spaces, spaces are trimmed, and `dhost` keeps 1023
 /// characters.
 fn carried(hostname: &str) -> String {

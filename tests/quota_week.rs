@@ -83,9 +83,9 @@ impl Week {
         settings.seed = 42;
         let model = Model::new(settings);
         let name = format!("{license:?}").to_lowercase();
-        // TODO: hold alerts for their device (the default wait) once the
-        // scheduler fetches held devices; until then `poll` would only
-        // release them after the wait, un-enriched.
+        // TODO: use the default wait once the scheduler fetches the
+        // devices of held alerts. Until then `poll` releases held alerts
+        // only after the wait, without device fields.
         let config = format!(
             "[quota]\nlicense = \"{name}\"\n{extra}\n\n\
              [enrichment]\nwait = \"0s\"\n\n\

@@ -90,13 +90,13 @@ pub struct DeviceSettings {
     pub filter: DeviceFilter,
 }
 
-/// How alerts get the record of their device.
+/// Settings of alert enrichment with device records.
 #[derive(Clone, Debug)]
 pub struct EnrichmentSettings {
     pub enabled: bool,
     /// Age after which a stored device record is fetched again.
     pub ttl: Duration,
-    /// Longest time an alert is held for its device; zero never holds.
+    /// Maximum time an alert is held for its device; zero never holds.
     pub wait: Duration,
 }
 

@@ -193,7 +193,7 @@ pub struct RawEnrichment {
     /// enriches an alert.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
-    /// Longest time an alert waits for its device; 0 never holds alerts.
+    /// Maximum time an alert waits for its device; 0 never holds alerts.
     #[serde(with = "humantime_serde")]
     pub wait: Duration,
 }

@@ -86,9 +86,9 @@ const FLEX: [(ExtensionKey, ExtensionKey); 2] = [
 ];
 
 /// Vendor-defined keys for device fields that no dictionary key or free
-/// custom slot takes. The CEF guide asks vendor keys to read
-/// `VendornameProductnameExplanatoryKeyName`; ArcSight keeps them as
-/// additional data, and key=value parsers read them like any other key.
+/// custom slot takes. ArcSight's CEF guide ("Custom Extension Naming
+/// Guidelines") requires the form `VendornameProductnameExplanatoryKeyName`
+/// and warns that ArcSight ESM and Logger handle such keys with limits.
 const OS_TYPE: ExtensionKey = text("IoTSecureAPIDeviceOsType", 1023);
 const LOCATION: ExtensionKey = text("IoTSecureAPIDeviceLocation", 1023);
 

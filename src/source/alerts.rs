@@ -46,7 +46,7 @@ pub struct AlertSource<T> {
     dedup_retention_ms: i64,
 }
 
-/// What to do with an alert's device record.
+/// The outcome of the device lookup for one alert.
 enum Enrichment {
     Attach(Box<Device>),
     Hold(String),
@@ -206,8 +206,8 @@ impl<T: Transport> AlertSource<T> {
     }
 
     /// Sends alerts held longer than the enrichment `wait` without their
-    /// device, so they leave even when nothing fetches devices; the
-    /// device source does the same in `release_expired`.
+    /// device, so they leave even when nothing fetches devices. The
+    /// device source's `release_expired` does the same.
     fn release_expired(&self) -> Result<usize, SourceError> {
         let now = self.clock.now_ms();
         let wait_ms = i64::try_from(self.enrichment.wait.as_millis()).unwrap_or(i64::MAX);

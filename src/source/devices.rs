@@ -124,7 +124,7 @@ impl<T: Transport> DeviceSource<T> {
     }
 
     /// Fetches up to `limit` pending devices, one `getDevice` each, and
-    /// returns how many it asked for.
+    /// returns how many ids it requested.
     pub async fn fetch_pending(
         &self,
         limit: usize,
@@ -318,9 +318,10 @@ impl<T: Transport> DeviceSource<T> {
     }
 }
 
-/// Returns whether `device` passes the `listDevices` filters, compared
-/// like the API compares them in the simulator: text ignoring case and
-/// surrounding spaces.
+/// Returns whether `device` passes the `listDevices` filters, text
+/// compared ignoring case and surrounding spaces as the simulator does.
+/// NOTE: the API document does not say how the API compares filters, so
+/// a device fetched for an alert may be judged differently here.
 fn matches_filter(device: &Device, filter: &DeviceFilter) -> bool {
     let text_matches = |field: &Option<String>, wanted: &Option<String>| match wanted {
         None => true,

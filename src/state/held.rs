@@ -109,7 +109,7 @@ impl Store {
 
     /// Stores a fetched device record in one transaction: upserts it,
     /// stores its inventory event unless the dedup key is known, releases
-    /// every alert held for the device enriched with it, forgets an
+    /// every alert held for the device enriched with it, deletes an
     /// earlier miss, and removes the pending id.
     pub fn commit_device(
         &self,
@@ -199,7 +199,8 @@ impl Store {
     }
 }
 
-/// Which held alerts to release.
+/// The held alerts to release: those of one device, or those held at
+/// or before a time.
 #[derive(Clone, Copy)]
 enum Selection<'a> {
     Device(&'a str),
