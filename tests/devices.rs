@@ -384,3 +384,28 @@ async fn missing_device_costs_one_request() {
     assert_eq!(again.held, 0, "{again:?}");
     assert_eq!(again.stored, 1, "{again:?}");
 }
+
+#[tokio::test]
+async fn configured_filters_reach_list_devices() {
+    let clock = Clock::manual(1_767_225_600_000);
+    let model = common::quiet_model(clock.clone(), Since::After);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config =
+        format!("[devices]\ncategory = \"Medical Device\"\nthreat = false\n\n{UNUSED_OUTPUT}");
+    let forwarder = common::in_memory(dir.path(), &model, clock, &config);
+    let mut report = CycleReport::default();
+    forwarder
+        .device_source()
+        .list(&mut report)
+        .await
+        .expect("list");
+    let queries = model.raw_queries();
+    let list = queries
+        .iter()
+        .find(|query| query.contains("action=listDevices"))
+        .expect("listDevices sent");
+    assert!(list.contains("&category=Medical%20Device"), "{list}");
+    assert!(list.contains("&threat=false"), "{list}");
+    assert!(list.contains("&modified="), "{list}");
+    assert_eq!(report.requests, 1);
+}
