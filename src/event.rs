@@ -8,9 +8,14 @@ use crate::api::{Alert, Device};
 /// One thing to deliver to every output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "both variants carry a device record; boxing one saves little"
+)]
 pub enum Event {
     Alert(AlertEvent),
     Timeline(TimelineRecord),
+    Inventory(InventoryEvent),
 }
 
 /// An alert in the state `getAlert` returned, with the device it names
@@ -20,6 +25,29 @@ pub struct AlertEvent {
     pub alert: Alert,
     #[serde(default)]
     pub device: Option<Device>,
+}
+
+/// A device that appeared in the inventory, or whose security fields
+/// changed, in the state `getDevice` returned it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEvent {
+    pub device: Device,
+    /// Whether the device was not in the device table before.
+    pub added: bool,
+    /// The security fields that changed. For an added device, every
+    /// security field that has a value, each `from` being `None`.
+    #[serde(default)]
+    pub changes: Vec<FieldChange>,
+}
+
+/// One security field of a device that changed: its name as the API
+/// spells it (or `open_ports`, `exploitable_ports`), and its text before
+/// and after. `None` means the field was missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// One up/down event of a device's timeline, as `getDeviceTimeline`
@@ -58,11 +86,14 @@ const LATEST_MS: i64 = 253_402_300_799_999;
 impl Event {
     /// Returns the key that identifies this event among everything delivered:
     /// an alert modification is `(alert_id, modified)`, a timeline event
-    /// `(device_id, created, status)`.
+    /// `(device_id, created, status)`, an inventory event
+    /// `(device_id, modified)`; alert and inventory keys add a hash of
+    /// the record.
     pub fn dedup_key(&self) -> String {
         match self {
             Event::Alert(event) => alert_dedup_key(&event.alert),
             Event::Timeline(record) => timeline_dedup_key(record),
+            Event::Inventory(event) => inventory_dedup_key(event),
         }
     }
 
@@ -77,6 +108,11 @@ impl Event {
                 .or(event.alert.created)
                 .map(|secs| secs.saturating_mul(1000)),
             Event::Timeline(record) => record.created_ms(),
+            Event::Inventory(event) => event
+                .device
+                .modified
+                .or(event.device.created)
+                .map(|secs| secs.saturating_mul(1000)),
         }
     }
 
@@ -85,6 +121,7 @@ impl Event {
         match self {
             Event::Alert(_) => "alert",
             Event::Timeline(_) => "timeline",
+            Event::Inventory(_) => "inventory",
         }
     }
 }
@@ -119,6 +156,24 @@ pub fn timeline_dedup_key(record: &TimelineRecord) -> String {
     let parts = [record.device_id.as_str(), &created, &status];
     let quoted = serde_json::to_string(&parts).unwrap_or_default();
     format!("timeline:{quoted}")
+}
+
+/// Builds the dedup key of an inventory event: `(device_id, modified)`
+/// plus a hash of the device record and the changes. A device fetched
+/// again unchanged gives the same key, so an overlap refetch that the
+/// change detection did not already drop is dropped here.
+pub fn inventory_dedup_key(event: &InventoryEvent) -> String {
+    let modified = event
+        .device
+        .modified
+        .map_or_else(|| "-".to_owned(), |m| m.to_string());
+    let text = serde_json::to_string(event).unwrap_or_default();
+    format!(
+        "device:{}:{}:{:016x}",
+        event.device.device_id,
+        modified,
+        fnv1a(text.as_bytes())
+    )
 }
 
 /// 64-bit FNV-1a: stable across Rust releases, unlike `DefaultHasher`,
@@ -214,6 +269,24 @@ mod tests {
         assert_eq!(
             timeline("1547583000", "up").created_ms(),
             Some(1_547_583_000_000)
+        );
+    }
+
+    #[test]
+    fn inventory_key_starts_with_device_and_modified() {
+        let event = InventoryEvent {
+            device: Device {
+                device_id: "00:40:17:6C:00:00".into(),
+                modified: Some(1_550_637_634),
+                ..Device::default()
+            },
+            added: true,
+            changes: Vec::new(),
+        };
+        let key = inventory_dedup_key(&event);
+        assert!(
+            key.starts_with("device:00:40:17:6C:00:00:1550637634:"),
+            "{key}"
         );
     }
 

@@ -20,7 +20,10 @@ const START_MS: i64 = 1_796_385_600_000;
 const SKEWS_S: [i64; 3] = [0, 300, -300];
 const MODES: [Since; 2] = [Since::After, Since::AtOrAfter];
 
+/// Enrichment is off, so each fetched alert goes straight to the outbox
+/// and the test sees the cursor alone.
 const CONFIG: &str = "[alerts]\nmin_poll_interval = \"60s\"\n\n\
+    [enrichment]\nenabled = false\n\n\
     [[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
 
 struct Setup {
@@ -67,6 +70,7 @@ impl Setup {
                     event.alert.status.unwrap_or_default(),
                 )),
                 Event::Timeline(_) => None,
+                Event::Inventory(_) => None,
             })
             .collect()
     }

@@ -11,7 +11,10 @@ use iotsecure_forwarder::service::Forwarder;
 use iotsecure_forwarder::sim::{InMemory, Model, Since};
 use iotsecure_forwarder::source::CycleReport;
 
-const CONFIG: &str = "[[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
+/// Enrichment is off, so each fetched alert goes straight to the outbox;
+/// `tests/devices.rs` covers alerts held for their device.
+const CONFIG: &str = "[enrichment]\nenabled = false\n\n\
+    [[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
 
 fn stored_ids(forwarder: &Forwarder<InMemory>) -> Vec<String> {
     let rows = forwarder.store.outbox_after(0, 10_000).expect("outbox");
@@ -19,6 +22,7 @@ fn stored_ids(forwarder: &Forwarder<InMemory>) -> Vec<String> {
         .filter_map(|row| match row.event {
             Ok(Event::Alert(event)) => Some(event.alert.alert_id),
             Ok(Event::Timeline(_)) | Err(_) => None,
+            Ok(Event::Inventory(_)) => None,
         })
         .collect()
 }
@@ -95,11 +99,11 @@ async fn html_page_with_status_200_keeps_the_alert_pending() {
 }
 
 #[tokio::test]
-async fn disabled_alerts_make_no_requests() {
+async fn disabled_sources_make_no_requests() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = Clock::system();
     let model = common::quiet_model(clock.clone(), Since::After);
-    let config = format!("[alerts]\nenabled = false\n\n{CONFIG}");
+    let config = format!("[alerts]\nenabled = false\n\n[devices]\nenabled = false\n\n{CONFIG}");
     let forwarder = common::in_memory(dir.path(), &model, clock, &config);
 
     forwarder.once().await.expect("once succeeds");

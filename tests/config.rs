@@ -43,6 +43,14 @@ fn example_config_sets_every_default() {
     );
     assert_eq!(defaults.timeline, example.timeline);
     assert_eq!(defaults.service, example.service);
+    assert_eq!(
+        format!("{:?}", defaults.devices),
+        format!("{:?}", example.devices)
+    );
+    assert_eq!(
+        format!("{:?}", defaults.enrichment),
+        format!("{:?}", example.enrichment)
+    );
     assert_eq!(defaults.state.path, example.state.path);
     assert_eq!(defaults.api.url, example.api.url);
 }
@@ -100,6 +108,37 @@ fn invalid_duration_names_the_key() {
     assert_eq!(code, 78, "{stderr}");
     assert!(stderr.contains("bad.toml:2:"), "{stderr}");
     assert!(stderr.contains("alerts.start_from"), "{stderr}");
+}
+
+#[test]
+fn short_enrichment_ttl_names_file_line_and_key() {
+    let text = format!("[enrichment]\nttl = \"5s\"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:2:1"), "{stderr}");
+    assert!(stderr.contains("enrichment.ttl"), "{stderr}");
+    assert!(stderr.contains("at least 1m"), "{stderr}");
+}
+
+#[test]
+fn blank_device_filter_names_the_key() {
+    let text = format!("[devices]\ncategory = \"  \"\n{OUTPUT}");
+    let (code, stderr) = check_config(&text);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("bad.toml:2:1"), "{stderr}");
+    assert!(stderr.contains("devices.category"), "{stderr}");
+}
+
+#[test]
+fn device_filters_reach_settings() {
+    let text = format!(
+        "[devices]\ncategory = \" Medical Device \"\ntype = \"ECG\"\nthreat = true\n{OUTPUT}"
+    );
+    let settings = config::parse(Path::new("x.toml"), &text).expect("validates");
+    let filter = &settings.devices.filter;
+    assert_eq!(filter.category.as_deref(), Some("Medical Device"));
+    assert_eq!(filter.device_type.as_deref(), Some("ECG"));
+    assert_eq!(filter.threat, Some(true));
 }
 
 #[test]

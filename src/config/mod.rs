@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::api::{ApiKey, License};
+use crate::api::{ApiKey, DeviceFilter, License};
 use crate::budget::Shares;
 use crate::format::FormatSettings;
 use crate::sink::OutputSettings;
@@ -29,6 +29,8 @@ pub struct Settings {
     pub state: StateSettings,
     pub alerts: AlertSettings,
     pub timeline: TimelineSettings,
+    pub devices: DeviceSettings,
+    pub enrichment: EnrichmentSettings,
     pub format: FormatSettings,
     pub service: ServiceSettings,
     pub outputs: Vec<OutputSettings>,
@@ -125,6 +127,45 @@ pub struct MetricsSettings {
     /// The address that serves `/metrics`, loopback unless
     /// `allow_remote` was set.
     pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeviceSettings {
+    pub enabled: bool,
+    pub min_poll_interval: Duration,
+    pub start_from: Duration,
+    pub overlap: Duration,
+    pub clock_skew: Duration,
+    /// The `listDevices` filters (`category`, `type`, `threat`); the
+    /// time filter comes from the cursor.
+    pub filter: DeviceFilter,
+}
+
+/// Settings of alert enrichment with device records.
+#[derive(Clone, Debug)]
+pub struct EnrichmentSettings {
+    pub enabled: bool,
+    /// Age after which a stored device record is fetched again.
+    pub ttl: Duration,
+    /// Maximum time an alert is held for its device; zero never holds.
+    pub wait: Duration,
+}
+
+impl EnrichmentSettings {
+    /// Settings that never enrich, for sources built without them.
+    pub fn disabled() -> Self {
+        EnrichmentSettings {
+            enabled: false,
+            ttl: Duration::ZERO,
+            wait: Duration::ZERO,
+        }
+    }
+
+    /// Returns whether an alert without a fresh device record waits for
+    /// one.
+    pub fn holds_alerts(&self) -> bool {
+        self.enabled && !self.wait.is_zero()
+    }
 }
 
 /// Reads and validates the file at `path`.

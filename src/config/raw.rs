@@ -23,6 +23,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub timeline: RawTimeline,
     #[serde(default)]
+    pub devices: RawDevices,
+    #[serde(default)]
+    pub enrichment: RawEnrichment,
+    #[serde(default)]
     pub format: RawFormat,
     #[serde(default)]
     pub service: RawService,
@@ -195,6 +199,67 @@ impl Default for RawTimeline {
             alerted_days: 7,
             min_interval: Duration::from_secs(3600),
             max_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDevices {
+    pub enabled: bool,
+    /// Shortest time between two `listDevices` calls.
+    #[serde(with = "humantime_serde")]
+    pub min_poll_interval: Duration,
+    /// How far back the first start reaches.
+    #[serde(with = "humantime_serde")]
+    pub start_from: Duration,
+    /// Subtracted from the server's time to form the next cursor.
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// Subtracted from the local clock when the server sent no `Date`.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// `listDevices` filters; unset means every device.
+    pub category: Option<String>,
+    #[serde(rename = "type")]
+    pub device_type: Option<String>,
+    pub threat: Option<bool>,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        RawDevices {
+            enabled: true,
+            min_poll_interval: Duration::from_secs(300),
+            start_from: Duration::from_secs(86_400),
+            overlap: Duration::from_secs(2),
+            clock_skew: Duration::from_secs(600),
+            category: None,
+            device_type: None,
+            threat: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEnrichment {
+    pub enabled: bool,
+    /// A stored device record older than this is fetched again before it
+    /// enriches an alert.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Maximum time an alert waits for its device; 0 never holds alerts.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+}
+
+impl Default for RawEnrichment {
+    fn default() -> Self {
+        RawEnrichment {
+            enabled: true,
+            ttl: Duration::from_secs(86_400),
+            wait: Duration::from_secs(120),
         }
     }
 }

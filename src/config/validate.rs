@@ -11,9 +11,10 @@ use crate::budget::Shares;
 
 use super::raw::{FacilityValue, RawConfig, RawFormat, RawMetrics, RawOutput, RawTimeline};
 use super::{
-    AlertSettings, ApiSettings, ConfigError, MetricsSettings, QuotaSettings, ServiceSettings,
-    Settings, StateSettings, TimelinePolicy, TimelineSettings,
+    AlertSettings, ApiSettings, ConfigError, DeviceSettings, EnrichmentSettings, MetricsSettings,
+    QuotaSettings, ServiceSettings, Settings, StateSettings, TimelinePolicy, TimelineSettings,
 };
+use crate::api::{DeviceFilter, TimeFilter};
 use crate::format::{FormatSettings, SyslogHeader};
 use crate::sink::{Framing, OutputSettings, Oversize, Protocol};
 
@@ -43,6 +44,8 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
     let quota = quota(&check, raw.quota)?;
     let alerts = alerts(&check, raw.alerts)?;
     let timeline = timeline(&check, raw.timeline)?;
+    let devices = devices(&check, raw.devices)?;
+    let enrichment = enrichment(&check, raw.enrichment)?;
     let format = format(&check, raw.format)?;
     let outputs = outputs(&check, raw.output)?;
     positive(
@@ -66,6 +69,8 @@ pub fn settings(path: &Path, text: &str, raw: RawConfig) -> Result<Settings, Con
         state,
         alerts,
         timeline,
+        devices,
+        enrichment,
         format,
         service,
         outputs,
@@ -266,6 +271,81 @@ fn normalize_mac(text: &str) -> Option<String> {
             .iter()
             .all(|pair| pair.len() == 2 && pair.bytes().all(|b| b.is_ascii_hexdigit()));
     valid.then(|| pairs.join(":").to_ascii_uppercase())
+}
+
+fn devices(check: &Check, raw: super::raw::RawDevices) -> Result<DeviceSettings, ConfigError> {
+    if raw.min_poll_interval < Duration::from_secs(1) {
+        return Err(check.fail(
+            "devices.min_poll_interval",
+            "must be at least 1s".to_owned(),
+        ));
+    }
+    if raw.overlap > Duration::from_secs(3600) {
+        return Err(check.fail("devices.overlap", "must be at most 1h".to_owned()));
+    }
+    let category = filter_text(check, "devices.category", raw.category)?;
+    let device_type = filter_text(check, "devices.type", raw.device_type)?;
+    Ok(DeviceSettings {
+        enabled: raw.enabled,
+        min_poll_interval: raw.min_poll_interval,
+        start_from: raw.start_from,
+        overlap: raw.overlap,
+        clock_skew: raw.clock_skew,
+        filter: DeviceFilter {
+            time: TimeFilter::default(),
+            category,
+            device_type,
+            threat: raw.threat,
+        },
+    })
+}
+
+/// Checks a `listDevices` text filter: trimmed, not empty, no control
+/// characters. Spaces are fine; the query encodes them as `%20`.
+fn filter_text(
+    check: &Check,
+    key: &str,
+    value: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
+        return Err(check.fail(
+            key,
+            format!(
+                "invalid filter {value:?}: use the text the console shows, such as \"Medical Device\", or remove the key to list every device"
+            ),
+        ));
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+fn enrichment(
+    check: &Check,
+    raw: super::raw::RawEnrichment,
+) -> Result<EnrichmentSettings, ConfigError> {
+    if raw.enabled && raw.ttl < Duration::from_secs(60) {
+        return Err(check.fail(
+            "enrichment.ttl",
+            format!(
+                "{} is too short: use at least 1m, because each refresh spends a request",
+                humantime::format_duration(raw.ttl)
+            ),
+        ));
+    }
+    if raw.wait > Duration::from_secs(86_400) {
+        return Err(check.fail(
+            "enrichment.wait",
+            "must be at most 24h: alerts would reach the SIEM too late".to_owned(),
+        ));
+    }
+    Ok(EnrichmentSettings {
+        enabled: raw.enabled,
+        ttl: raw.ttl,
+        wait: raw.wait,
+    })
 }
 
 fn format(check: &Check, raw: RawFormat) -> Result<FormatSettings, ConfigError> {

@@ -18,12 +18,12 @@ pub const FALLBACK_NAME: &str = "IoT Secure alert";
 
 /// Returns a key whose value identifies the event, so it is never
 /// shortened.
-const fn id(name: &'static str, max_chars: usize) -> ExtensionKey {
+pub(crate) const fn id(name: &'static str, max_chars: usize) -> ExtensionKey {
     key(name, max_chars, Shortening::Keep)
 }
 
 /// Returns a free-text key, which the fitter may cut.
-const fn text(name: &'static str, max_chars: usize) -> ExtensionKey {
+pub(crate) const fn text(name: &'static str, max_chars: usize) -> ExtensionKey {
     key(name, max_chars, Shortening::Cut)
 }
 
@@ -34,7 +34,7 @@ const fn whole(name: &'static str, max_chars: usize) -> ExtensionKey {
 }
 
 /// Returns a label key. Labels are written exactly when their value is.
-const fn label(name: &'static str, max_chars: usize) -> ExtensionKey {
+pub(crate) const fn label(name: &'static str, max_chars: usize) -> ExtensionKey {
     key(name, max_chars, Shortening::Keep)
 }
 
@@ -48,13 +48,13 @@ const fn key(name: &'static str, max_chars: usize, shortening: Shortening) -> Ex
 
 // Limits from the CEF dictionary, in characters. Numeric and address
 // fields carry only digits or addresses this module produced itself.
-pub(super) const RT: ExtensionKey = id("rt", 32);
+pub(crate) const RT: ExtensionKey = id("rt", 32);
 const START: ExtensionKey = id("start", 32);
 const EXTERNAL_ID: ExtensionKey = id("externalId", 40);
 const CAT: ExtensionKey = text("cat", 1023);
 const MSG: ExtensionKey = text("msg", 1023);
 const OUTCOME: ExtensionKey = text("outcome", 63);
-pub(super) const DMAC: ExtensionKey = id("dmac", 1023);
+pub(crate) const DMAC: ExtensionKey = id("dmac", 1023);
 const DPT: ExtensionKey = whole("dpt", 8);
 pub(super) const DHOST: ExtensionKey = whole("dhost", 1023);
 const DST: ExtensionKey = whole("dst", 64);
@@ -63,7 +63,7 @@ const C6A3_LABEL: ExtensionKey = label("c6a3Label", 1023);
 
 /// `csN` fields (4000 characters) with their labels. `cs3` carries a
 /// port list such as `80,443`, which a cut would falsify.
-pub(super) const CS: [(ExtensionKey, ExtensionKey); 6] = [
+pub(crate) const CS: [(ExtensionKey, ExtensionKey); 6] = [
     (text("cs1", 4000), label("cs1Label", 1023)),
     (text("cs2", 4000), label("cs2Label", 1023)),
     (whole("cs3", 4000), label("cs3Label", 1023)),
@@ -84,6 +84,13 @@ const FLEX: [(ExtensionKey, ExtensionKey); 2] = [
     (text("flexString1", 1023), label("flexString1Label", 128)),
     (text("flexString2", 1023), label("flexString2Label", 128)),
 ];
+
+/// Vendor-defined keys for device fields that no dictionary key or free
+/// custom slot takes. ArcSight's CEF guide ("Custom Extension Naming
+/// Guidelines") requires the form `VendornameProductnameExplanatoryKeyName`
+/// and warns that ArcSight ESM and Logger handle such keys with limits.
+const OS_TYPE: ExtensionKey = text("IoTSecureAPIDeviceOsType", 1023);
+const LOCATION: ExtensionKey = text("IoTSecureAPIDeviceLocation", 1023);
 
 /// Latest epoch second with a four-digit year, 9999-12-31T23:59:59Z.
 const LATEST_SECS: i64 = LATEST_MS / 1000;
@@ -180,7 +187,9 @@ fn push_alert_fields(alert: &Alert, extension: &mut Extension) {
     push_custom(extension, port_text, "port", port_text_value);
 }
 
-fn push_device_fields(device: &Device, extension: &mut Extension) {
+/// Adds the device fields shared by enriched alerts and inventory
+/// events, in the order `docs/mapping.md` lists them.
+pub(crate) fn push_device_fields(device: &Device, extension: &mut Extension) {
     extension.push(DHOST, device.hostname.as_deref());
     push_ip_address(device.ip_address.as_deref(), extension);
     push_device_details(device, extension);
@@ -210,6 +219,8 @@ pub(super) fn push_device_details(device: &Device, extension: &mut Extension) {
         manufacturer_value,
     );
     push_custom(extension, model, "deviceModel", device.model.as_deref());
+    extension.push(OS_TYPE, device.os_type.as_deref());
+    extension.push(LOCATION, device.location.as_deref());
 }
 
 /// `dst` for IPv4, `c6a3` for IPv6 (CEF's `dst` takes IPv4 only), and
@@ -226,7 +237,7 @@ pub(super) fn push_ip_address(ip_address: Option<&str>, extension: &mut Extensio
     }
 }
 
-pub(super) fn push_custom(
+pub(crate) fn push_custom(
     extension: &mut Extension,
     (field, label_key): &(ExtensionKey, ExtensionKey),
     label: &str,

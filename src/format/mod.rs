@@ -1,8 +1,9 @@
 //! Encodes events as CEF inside an RFC 5424 or RFC 3164 syslog message.
 //!
 //! [`cef`] owns CEF escaping and parsing, [`syslog`] the headers,
-//! [`alert`] and [`timeline`] the mapping of alert and device timeline
-//! fields onto CEF keys, and [`fit`] the
+//! [`alert`], [`timeline`] and [`inventory`] the mapping of alert,
+//! device timeline and device inventory fields onto CEF keys, and
+//! [`fit`] the
 //! shortening of values that keeps a message within an output's byte
 //! limit. The output is one complete message without framing: the sinks
 //! add the framing.
@@ -15,9 +16,12 @@
 pub mod alert;
 pub mod cef;
 pub mod fit;
+pub mod inventory;
 pub mod syslog;
 pub mod timeline;
 
+#[cfg(test)]
+mod inventory_tests;
 #[cfg(test)]
 mod tests;
 
@@ -29,7 +33,8 @@ use syslog::{Priority, Rfc3164Header, Rfc5424Header, SyslogSeverity};
 
 use crate::api::Alert;
 use crate::clock::Clock;
-use crate::event::Event;
+use crate::event::{Event, InventoryEvent};
+pub use inventory::INVENTORY_MSGID;
 
 pub use timeline::TIMELINE_MSGID;
 
@@ -108,6 +113,9 @@ impl Formatter {
         let parts = match event {
             Event::Alert(alert_event) => self.alert_parts(alert_event),
             Event::Timeline(record) => timeline::parts(record),
+            Event::Inventory(inventory_event) => {
+                return self.encode_inventory(inventory_event, now_ms, max_bytes, out);
+            }
         };
         let timestamp_ms = parts.time_ms.unwrap_or(now_ms);
 
@@ -130,11 +138,28 @@ impl Formatter {
             },
             extension: parts.extension,
         };
-        let mut message = String::with_capacity(512);
-        let fitted = fit::encode_within(draft, max_bytes, &mut message);
-        debug_assert!(!message.contains(['\r', '\n']), "line break");
-        out.extend_from_slice(message.as_bytes());
-        fitted
+        write_fitted(draft, max_bytes, out)
+    }
+
+    fn encode_inventory(
+        &self,
+        event: &InventoryEvent,
+        now_ms: i64,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+    ) -> Fitted {
+        let severity = inventory::severity(event);
+        let timestamp_ms = inventory::inventory_time_ms(event).unwrap_or(now_ms);
+
+        let mut syslog_header = String::with_capacity(128);
+        self.encode_header(severity, timestamp_ms, INVENTORY_MSGID, &mut syslog_header);
+        let name = inventory::name(event);
+        let draft = fit::Draft {
+            syslog_header: &syslog_header,
+            cef_header: inventory::cef_header(&name, event),
+            extension: inventory::extension(event),
+        };
+        write_fitted(draft, max_bytes, out)
     }
 
     fn alert_parts<'a>(&self, alert_event: &'a crate::event::AlertEvent) -> Parts<'a> {
@@ -181,6 +206,15 @@ impl Formatter {
             .encode(out),
         }
     }
+}
+
+/// Encodes `draft` within `max_bytes` and appends the message to `out`.
+fn write_fitted(draft: fit::Draft<'_>, max_bytes: usize, out: &mut Vec<u8>) -> Fitted {
+    let mut message = String::with_capacity(512);
+    let fitted = fit::encode_within(draft, max_bytes, &mut message);
+    debug_assert!(!message.contains(['\r', '\n']), "line break");
+    out.extend_from_slice(message.as_bytes());
+    fitted
 }
 
 fn normalize_priority(priority: &str) -> String {

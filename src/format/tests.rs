@@ -18,7 +18,8 @@ cs4Label=deviceName cs4=Lobby camera cs5Label=deviceCategory \
 cs5=Camera cs6Label=deviceType cs6=IP Camera cn1Label=deviceThreat \
 cn1=1 cn2Label=deviceSpoofed cn2=0 cn3Label=deviceBlocked cn3=1 \
 flexString1Label=deviceManufacturer flexString1=Axis \
-flexString2Label=deviceModel flexString2=M3045";
+flexString2Label=deviceModel flexString2=M3045 \
+IoTSecureAPIDeviceOsType=Linux IoTSecureAPIDeviceLocation=Lobby";
 
 const NOW_MS: i64 = 1_700_000_000_123;
 
@@ -164,7 +165,7 @@ fn extension_keys_keep_a_fixed_order() {
     let keys: Vec<&str> = record.extension.iter().map(|(k, _)| k.as_str()).collect();
     let first = ["rt", "start", "externalId", "cat", "msg", "outcome"];
     assert_eq!(keys[..6], first);
-    assert_eq!(keys.last(), Some(&"flexString2"));
+    assert_eq!(keys.last(), Some(&"IoTSecureAPIDeviceLocation"));
 }
 
 #[test]
@@ -411,7 +412,7 @@ fn hostile_alert_fields_parse_back() {
 
 #[test]
 fn hostile_device_fields_parse_back() {
-    let fields: [(&str, DeviceSetter, Target); 6] = [
+    let fields: [(&str, DeviceSetter, Target); 8] = [
         (
             "hostname",
             |d, v| d.hostname = Some(v),
@@ -442,6 +443,16 @@ fn hostile_device_fields_parse_back() {
             |d, v| d.model = Some(v),
             Target::Labelled("deviceModel"),
         ),
+        (
+            "os_type",
+            |d, v| d.os_type = Some(v),
+            Target::Key("IoTSecureAPIDeviceOsType"),
+        ),
+        (
+            "location",
+            |d, v| d.location = Some(v),
+            Target::Key("IoTSecureAPIDeviceLocation"),
+        ),
     ];
     for (name, set, target) in fields {
         let mut device = sample_device();
@@ -455,9 +466,7 @@ fn hostile_device_fields_parse_back() {
 #[test]
 fn hostile_unmapped_device_fields_leave_no_trace() {
     let mut device = sample_device();
-    let setters: [DeviceSetter; 6] = [
-        |d, v| d.os_type = Some(v),
-        |d, v| d.location = Some(v),
+    let setters: [DeviceSetter; 4] = [
         |d, v| d.oui = Some(v),
         |d, v| d.snmp_profile = Some(v),
         |d, v| d.domains = vec![v],

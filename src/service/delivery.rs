@@ -162,6 +162,7 @@ fn log_fitted(seq: i64, event: &Event, fitted: Fitted, bytes: usize) {
     let (alert_id, device_id) = match event {
         Event::Alert(alert_event) => (Some(alert_event.alert.alert_id.as_str()), None),
         Event::Timeline(record) => (None, Some(record.device_id.as_str())),
+        Event::Inventory(inventory) => (None, Some(inventory.device.device_id.as_str())),
     };
     let kind = event.kind_name();
     match fitted {

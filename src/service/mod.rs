@@ -23,7 +23,7 @@ use crate::budget::{Budget, Budgeted};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::metrics::{Metrics, MetricsServer, Scrape};
-use crate::source::{AlertSource, CycleReport, SourceError, TimelineSource};
+use crate::source::{AlertSource, CycleReport, DeviceSource, SourceError, TimelineSource};
 use crate::state::{StateError, Store};
 
 pub use delivery::{Delivery, Ended, Shared};
@@ -84,6 +84,8 @@ impl<T: Transport> Forwarder<T> {
         // long the first list call waits for the budget.
         let reach = i64::try_from(settings.alerts.start_from.as_secs()).unwrap_or(i64::MAX / 2);
         store.init_cursor(crate::source::alerts::SOURCE, clock.now_secs() - reach)?;
+        let reach = i64::try_from(settings.devices.start_from.as_secs()).unwrap_or(i64::MAX / 2);
+        store.init_cursor(crate::source::devices::SOURCE, clock.now_secs() - reach)?;
         let names: Vec<String> = settings.outputs.iter().map(|o| o.name.clone()).collect();
         store.retain_outputs(&names)?;
         let budget = Arc::new(Budget::new(
@@ -131,6 +133,19 @@ impl<T: Transport> Forwarder<T> {
             settings.alerts.clone(),
             settings.state.dedup_retention,
         )
+        .with_enrichment(settings.enrichment.clone())
+    }
+
+    pub fn device_source(&self) -> DeviceSource<Budgeted<T>> {
+        let settings = self.settings();
+        DeviceSource::new(
+            self.client.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            settings.devices.clone(),
+            settings.state.dedup_retention,
+        )
+        .with_enrichment(settings.enrichment.clone())
     }
 
     pub fn timeline_source(&self) -> TimelineSource<Budgeted<T>> {
@@ -293,6 +308,13 @@ impl<T: Transport> Forwarder<T> {
             let report = self.alert_source().cycle().await;
             cycle = log_cycle(crate::source::alerts::SOURCE, report);
         }
+        // Before the timeline, whose `threat` and `all` policies read the
+        // device table.
+        let devices = self.devices_once().await;
+        if let Err(error) = &devices {
+            tracing::error!(source = crate::source::devices::SOURCE, %error, "poll cycle failed");
+        }
+        cycle = cycle.and(devices);
         if settings.timeline.enabled {
             let report = self.timeline_source().cycle().await;
             // The first failure is the one returned.
@@ -303,6 +325,39 @@ impl<T: Transport> Forwarder<T> {
         let delivered = once_outcome(outputs.finish(deadline).await);
         cycle?;
         delivered
+    }
+
+    /// Runs one device inventory cycle, then fetches the devices that
+    /// held alerts wait for and releases those whose wait is over. Stops
+    /// at the first failure; what was stored before it stays.
+    async fn devices_once(&self) -> Result<(), SourceError> {
+        let settings = self.settings();
+        let devices = self.device_source();
+        let inventory = if settings.devices.enabled {
+            devices.cycle().await?
+        } else {
+            CycleReport::default()
+        };
+        // Each call releases every alert held for one device, so this
+        // ends after at most one request per held device.
+        let mut held = CycleReport::default();
+        let fetched = loop {
+            match devices.fetch_held(&mut held).await {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        let expired = devices.release_expired()?;
+        tracing::info!(
+            source = crate::source::devices::SOURCE,
+            requests = inventory.requests + held.requests,
+            listed = inventory.listed,
+            stored = inventory.stored + held.stored,
+            released = held.released + expired,
+            "poll cycle"
+        );
+        fetched
     }
 
     /// Deletes expired dedup keys hourly, so the table holds only the

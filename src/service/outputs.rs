@@ -80,7 +80,8 @@ impl Outputs {
         let delivery = self.delivery.clone();
         let stop = self.abort.child_token();
         let drain = self.drain.clone();
-        let sink = Sink::new(output.clone()).with_metrics(self.delivery.metrics.output(&output.name));
+        let sink =
+            Sink::new(output.clone()).with_metrics(self.delivery.metrics.output(&output.name));
         let task_stop = stop.clone();
         let task = tokio::spawn(async move { delivery.run(sink, drain, task_stop).await });
         let name = output.name.clone();

@@ -14,12 +14,18 @@
 //! same second as the reply, but after it, must still be listed next
 //! time. Alerts modified within the overlap are fetched twice; the
 //! second fetch is counted (`overlap_refetches`) and dropped by dedup.
+//!
+//! Enrichment: each alert carries the stored record of its device when
+//! the record is younger than the enrichment TTL. Otherwise the alert is
+//! held (see `super::devices`) until the device source fetches the
+//! device or the enrichment `wait` ends. With `wait = 0` nothing is
+//! held, and an alert carries whatever record is stored, however old.
 
 use std::sync::Arc;
 
-use crate::api::{ApiError, Client, ErrorKind, TimeFilter, Transport};
+use crate::api::{Alert, ApiError, Client, Device, ErrorKind, TimeFilter, Transport};
 use crate::clock::Clock;
-use crate::config::AlertSettings;
+use crate::config::{AlertSettings, EnrichmentSettings};
 use crate::event::{AlertEvent, Event};
 use crate::state::{Store, Stored};
 
@@ -36,7 +42,15 @@ pub struct AlertSource<T> {
     store: Arc<Store>,
     clock: Clock,
     settings: AlertSettings,
+    enrichment: EnrichmentSettings,
     dedup_retention_ms: i64,
+}
+
+/// The outcome of the device lookup for one alert.
+enum Enrichment {
+    Attach(Box<Device>),
+    Hold(String),
+    Without,
 }
 
 impl<T: Transport> AlertSource<T> {
@@ -52,14 +66,25 @@ impl<T: Transport> AlertSource<T> {
             store,
             clock,
             settings,
+            enrichment: EnrichmentSettings::disabled(),
             dedup_retention_ms: i64::try_from(dedup_retention.as_millis()).unwrap_or(i64::MAX),
         }
     }
 
-    /// Runs one poll cycle: fetches ids left pending by an earlier run,
-    /// lists what changed since the cursor, and fetches those.
+    /// Sets how alerts get their device's record; off by default.
+    pub fn with_enrichment(mut self, enrichment: EnrichmentSettings) -> Self {
+        self.enrichment = enrichment;
+        self
+    }
+
+    /// Runs one poll cycle: releases held alerts whose wait is over,
+    /// fetches ids left pending by an earlier run, lists what changed
+    /// since the cursor, and fetches those.
     pub async fn cycle(&self) -> Result<CycleReport, SourceError> {
-        let mut report = CycleReport::default();
+        let mut report = CycleReport {
+            released: self.release_expired()?,
+            ..CycleReport::default()
+        };
         let budget = self.settings.max_details_per_cycle as usize;
         let fetched = self.fetch_pending(budget, &mut report).await?;
         if self.store.pending_count(SOURCE)? > 0 {
@@ -154,11 +179,20 @@ impl<T: Transport> AlertSource<T> {
         alert: crate::api::Alert,
         report: &mut CycleReport,
     ) -> Result<(), SourceError> {
-        let event = Event::Alert(AlertEvent {
-            alert,
-            device: None,
-        });
         let now = self.clock.now_ms();
+        let device = match self.enrichment_of(&alert, now)? {
+            Enrichment::Attach(device) => Some(*device),
+            Enrichment::Without => None,
+            Enrichment::Hold(device_id) => {
+                match self.store.hold_alert(SOURCE, id, &alert, &device_id, now)? {
+                    Stored::New => report.held += 1,
+                    Stored::Duplicate => report.duplicates += 1,
+                }
+                tracing::trace!(alert_id = id, %device_id, "alert held for its device");
+                return Ok(());
+            }
+        };
+        let event = Event::Alert(AlertEvent { alert, device });
         let expires = now.saturating_add(self.dedup_retention_ms);
         match self.store.commit_event(SOURCE, id, &event, now, expires)? {
             Stored::New => report.stored += 1,
@@ -169,6 +203,54 @@ impl<T: Transport> AlertSource<T> {
             }
         }
         Ok(())
+    }
+
+    /// Sends alerts held longer than the enrichment `wait` without their
+    /// device, so they leave even when nothing fetches devices. The
+    /// device source's `release_expired` does the same.
+    fn release_expired(&self) -> Result<usize, SourceError> {
+        let now = self.clock.now_ms();
+        let wait_ms = i64::try_from(self.enrichment.wait.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = if self.enrichment.holds_alerts() {
+            now.saturating_sub(wait_ms)
+        } else {
+            now
+        };
+        let expires = now.saturating_add(self.dedup_retention_ms);
+        let released = self.store.release_held_before(cutoff, now, expires)?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "held alerts sent without device fields after their wait"
+            );
+        }
+        Ok(released)
+    }
+
+    /// Decides whether `alert` goes out with its stored device record,
+    /// waits for a fresh one, or goes out without one.
+    fn enrichment_of(&self, alert: &Alert, now_ms: i64) -> Result<Enrichment, SourceError> {
+        let device_id = alert.device_id.as_deref().map(str::trim);
+        let Some(device_id) = device_id.filter(|id| self.enrichment.enabled && !id.is_empty())
+        else {
+            return Ok(Enrichment::Without);
+        };
+        // A device `getDevice` did not find within the TTL would cost a
+        // request per alert and still not be found.
+        if self.store.device_missing(device_id, now_ms)? {
+            return Ok(Enrichment::Without);
+        }
+        let known = self.store.device(device_id)?;
+        let ttl_ms = i64::try_from(self.enrichment.ttl.as_millis()).unwrap_or(i64::MAX);
+        let holds = self.enrichment.holds_alerts();
+        Ok(match known {
+            Some(known) if now_ms.saturating_sub(known.fetched_ms) < ttl_ms => {
+                Enrichment::Attach(Box::new(known.device))
+            }
+            _ if holds => Enrichment::Hold(device_id.to_owned()),
+            Some(stale) => Enrichment::Attach(Box::new(stale.device)),
+            None => Enrichment::Without,
+        })
     }
 
     fn note_failure(

@@ -2,12 +2,15 @@
 //! events stored in the outbox.
 
 pub mod alerts;
+pub mod changes;
+pub mod devices;
 pub mod timeline;
 
 use crate::api::ApiError;
 use crate::state::StateError;
 
 pub use alerts::AlertSource;
+pub use devices::DeviceSource;
 pub use timeline::TimelineSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +36,8 @@ pub struct CycleReport {
     /// Pending ids dropped after repeated permanent failures; for the
     /// timeline, devices whose poll the API rejected.
     pub dropped: usize,
+    /// Alerts held until their device's record is fetched.
+    pub held: usize,
+    /// Held alerts released to the outbox.
+    pub released: usize,
 }

@@ -7,6 +7,7 @@
 //! `status` can read while the daemon writes.
 
 mod device;
+mod held;
 mod ledger;
 mod schema;
 mod timeline;
@@ -20,6 +21,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::event::Event;
 
 pub use device::KnownDevice;
+pub use held::{DeviceCommit, FetchedDevice, HeldAlert};
 pub use ledger::LedgerDay;
 pub use schema::VERSION as SCHEMA_VERSION;
 pub use timeline::{PollTimes, TimelineCommit};
@@ -242,14 +244,6 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let stored = insert_event(&tx, event, now_ms, dedup_expires_ms)?;
-        if let Event::Alert(alert_event) = event {
-            if let Some(device_id) = &alert_event.alert.device_id {
-                // A time in the future (a corrupt record) would keep the
-                // device selected forever, so it counts as now.
-                let alerted_ms = event.time_ms().map_or(now_ms, |ms| ms.min(now_ms));
-                timeline::mark_alerted(&tx, device_id, alerted_ms)?;
-            }
-        }
         tx.execute(
             "DELETE FROM pending WHERE source = ?1 AND id = ?2",
             params![source, id],
@@ -392,7 +386,9 @@ impl Store {
 }
 
 /// Inserts `event` into the outbox unless its dedup key is known; for
-/// use inside the caller's transaction.
+/// use inside the caller's transaction. An alert that names a device
+/// also marks that device as alerted, for the timeline's `alerted`
+/// policy.
 fn insert_event(
     conn: &Connection,
     event: &Event,
@@ -402,6 +398,14 @@ fn insert_event(
     let body = serde_json::to_string(event)
         .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
     let key = event.dedup_key();
+    if let Event::Alert(alert_event) = event {
+        if let Some(device_id) = &alert_event.alert.device_id {
+            // A time in the future (a corrupt record) would keep the
+            // device selected forever, so it counts as now.
+            let alerted_ms = event.time_ms().map_or(now_ms, |ms| ms.min(now_ms));
+            timeline::mark_alerted(conn, device_id, alerted_ms)?;
+        }
+    }
     let fresh = conn.execute(
         "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
         params![key, dedup_expires_ms],

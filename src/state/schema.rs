@@ -77,6 +77,23 @@ const MIGRATIONS: &[&str] = &[
         polled_ms INTEGER,
         attempted_ms INTEGER NOT NULL
     );",
+    // 4: alerts held until their device is fetched, and devices that
+    // `getDevice` did not find, so their alerts go out un-enriched
+    // without a request each. `body` is the `Alert` as JSON; `dedup_key`
+    // is its key, so two modifications of one alert are held apart.
+    "CREATE TABLE held_alert (
+        dedup_key TEXT PRIMARY KEY,
+        alert_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        held_ms INTEGER NOT NULL
+    );
+    CREATE INDEX held_alert_order ON held_alert (held_ms, dedup_key);
+    CREATE INDEX held_alert_device ON held_alert (device_id);
+    CREATE TABLE device_miss (
+        device_id TEXT PRIMARY KEY,
+        until_ms INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -19,10 +19,11 @@ use iotsecure_forwarder::sink::Protocol;
 
 pub const KEY: &str = "test-key-5f2c9a";
 
-/// Turns the timeline source off, for tests that count alert messages:
+/// Turns the timeline and device inventory sources off, for tests that
+/// count alert messages:
 /// under the default `alerted` policy, `once` also polls the timelines
 /// of the devices the alerts name. `tests/timeline.rs` covers it.
-pub const ALERTS_ONLY: &str = "[timeline]\nenabled = false\n\n";
+pub const ALERTS_ONLY: &str = "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n";
 
 pub fn loopback() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
