@@ -4,6 +4,7 @@
 
 mod delivery;
 pub mod demo;
+pub mod notify;
 mod scheduler;
 pub mod status;
 
@@ -24,9 +25,15 @@ use crate::source::{AlertSource, SourceError};
 use crate::state::{StateError, Store};
 
 pub use delivery::{Delivery, Ended};
+pub use notify::Heartbeat;
 
 /// How long delivery may go on after a stop was requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Time one scheduler step may take on top of its API request's
+/// timeout (database work, the budget) before the watchdog counts the
+/// poll loop as stuck.
+const STEP_SLACK: Duration = Duration::from_secs(60);
 
 /// How long `once` waits for the outputs to take everything.
 const ONCE_DELIVERY_LIMIT: Duration = Duration::from_secs(60);
@@ -53,6 +60,8 @@ pub struct Forwarder<T> {
     pub client: Arc<Client<Budgeted<T>>>,
     pub clock: Clock,
     pub wake: Arc<Notify>,
+    /// Liveness of the poll loop, which drives the systemd watchdog.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// Builds the HTTP transport for the configured API.
@@ -82,6 +91,7 @@ impl<T: Transport> Forwarder<T> {
             settings.quota.clone(),
         ));
         let client = Arc::new(Client::new(Budgeted::new(transport, budget.clone())));
+        let heartbeat = Arc::new(Heartbeat::new(settings.api.timeout + STEP_SLACK));
         Ok(Forwarder {
             settings,
             store,
@@ -89,6 +99,7 @@ impl<T: Transport> Forwarder<T> {
             client,
             clock,
             wake: Arc::new(Notify::new()),
+            heartbeat,
         })
     }
 
@@ -144,6 +155,7 @@ impl<T: Transport> Forwarder<T> {
         let abort = CancellationToken::new();
         let tasks = self.spawn_deliveries(&drain, &abort);
         self.log_state()?;
+        let _systemd = notify::start(self, &shutdown);
         tracing::info!("ready");
         let maintenance = self.spawn_maintenance(&shutdown);
         scheduler::Scheduler::new(self).run(&shutdown).await;

@@ -180,3 +180,22 @@ fn device_record_is_replaced_and_selected_by_threat() {
     assert_eq!(store.device_count().expect("count"), 1);
     assert!(store.device("AA:BB:CC:DD:EE:FF").expect("read").is_none());
 }
+
+#[test]
+fn stored_total_survives_delivery() {
+    let (_dir, store) = temp_store();
+    assert_eq!(store.stored_total().expect("empty total"), 0);
+    for id in 1..=3 {
+        let event = alert_event(&id.to_string(), id);
+        store
+            .commit_event("alerts", "x", &event, 0, 1_000)
+            .expect("event");
+    }
+    let duplicate = alert_event("3", 3);
+    store
+        .commit_event("alerts", "x", &duplicate, 0, 1_000)
+        .expect("duplicate");
+    store.advance("a", 3, &["a".to_owned()]).expect("advance");
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    assert_eq!(store.stored_total().expect("total"), 3);
+}
