@@ -215,7 +215,7 @@ pub(super) fn start<T>(forwarder: &Forwarder<T>, shutdown: &CancellationToken) -
         store: forwarder.store.clone(),
         budget: forwarder.budget.clone(),
     };
-    let first = figures.render();
+    let first = figures.render("");
     notifier.notify(&format!("READY=1\nSTATUS={first}"));
     forwarder.heartbeat.beat(Duration::ZERO);
     if let Some(interval) = watchdog_from_env() {
@@ -269,7 +269,7 @@ async fn report_status(
                 return;
             }
         }
-        let text = figures.render();
+        let text = figures.render(&last);
         if text != last {
             notifier.status(&text);
             last = text;
@@ -284,10 +284,19 @@ struct Figures {
 }
 
 impl Figures {
-    /// Renders the status line, or what failed while reading it.
-    fn render(&self) -> String {
-        self.read()
-            .unwrap_or_else(|error| format!("cannot read the state: {error}"))
+    /// Renders the status line, or what failed while reading it. The
+    /// failure is logged when it differs from the `last` line sent.
+    fn render(&self, last: &str) -> String {
+        match self.read() {
+            Ok(text) => text,
+            Err(error) => {
+                let text = format!("cannot read the state: {error}");
+                if text != last {
+                    tracing::warn!(%error, "cannot read the figures for the systemd status");
+                }
+                text
+            }
+        }
     }
 
     fn read(&self) -> Result<String, StateError> {
