@@ -46,6 +46,8 @@ pub struct Notifier {
     address: Option<SocketAddr>,
     /// Set by the first failed send, so that a vanished socket logs once.
     warned: AtomicBool,
+    /// Set once `STOPPING=1` is sent, so that it goes once.
+    stopping: AtomicBool,
 }
 
 impl Notifier {
@@ -82,7 +84,7 @@ impl Notifier {
         };
         Ok(Notifier {
             address: Some(address),
-            warned: AtomicBool::new(false),
+            ..Notifier::default()
         })
     }
 
@@ -109,6 +111,13 @@ impl Notifier {
     /// the text cannot add assignments of its own.
     pub fn status(&self, text: &str) {
         self.notify(&format!("STATUS={}", text.replace(['\n', '\r'], " ")));
+    }
+
+    /// Sends `STOPPING=1` with a status saying so, the first time only.
+    pub fn stopping(&self) {
+        if !self.stopping.swap(true, Ordering::Relaxed) {
+            self.notify("STOPPING=1\nSTATUS=stopping: delivering stored events");
+        }
     }
 }
 
@@ -189,15 +198,22 @@ impl Heartbeat {
     }
 }
 
-/// The notification tasks of one run; dropping it stops them.
+/// The notification tasks of one run. Dropping it stops them, and sends
+/// `STOPPING=1` if a stop was requested but the status task had no
+/// chance to send it, as when the run ends within a millisecond.
 pub(super) struct Notifications {
     tasks: Vec<JoinHandle<()>>,
+    notifier: Arc<Notifier>,
+    shutdown: CancellationToken,
 }
 
 impl Drop for Notifications {
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
+        }
+        if self.shutdown.is_cancelled() {
+            self.notifier.stopping();
         }
     }
 }
@@ -207,9 +223,13 @@ impl Drop for Notifications {
 /// `shutdown` fires. Starts nothing outside systemd.
 pub(super) fn start<T>(forwarder: &Forwarder<T>, shutdown: &CancellationToken) -> Notifications {
     let notifier = Arc::new(Notifier::from_env());
-    let mut tasks = Vec::new();
+    let mut notifications = Notifications {
+        tasks: Vec::new(),
+        notifier: notifier.clone(),
+        shutdown: shutdown.clone(),
+    };
     if !notifier.is_enabled() {
-        return Notifications { tasks };
+        return notifications;
     }
     let figures = Figures {
         store: forwarder.store.clone(),
@@ -224,11 +244,11 @@ pub(super) fn start<T>(forwarder: &Forwarder<T>, shutdown: &CancellationToken) -
             "watchdog pings on"
         );
         let pinger = ping_watchdog(notifier.clone(), forwarder.heartbeat.clone(), interval);
-        tasks.push(tokio::spawn(pinger));
+        notifications.tasks.push(tokio::spawn(pinger));
     }
     let reporter = report_status(notifier, figures, first, shutdown.clone());
-    tasks.push(tokio::spawn(reporter));
-    Notifications { tasks }
+    notifications.tasks.push(tokio::spawn(reporter));
+    notifications
 }
 
 /// Pings the watchdog every `interval` while the poll loop is alive. A
@@ -265,7 +285,7 @@ async fn report_status(
         tokio::select! {
             () = tokio::time::sleep(STATUS_REFRESH) => {}
             () = shutdown.cancelled() => {
-                notifier.notify("STOPPING=1\nSTATUS=stopping: delivering stored events");
+                notifier.stopping();
                 return;
             }
         }
@@ -379,6 +399,17 @@ mod tests {
         let notifier = Notifier::for_socket(OsStr::new(&format!("@{name}"))).expect("notifier");
         notifier.notify("WATCHDOG=1");
         assert_eq!(drain(&socket), ["WATCHDOG=1"]);
+    }
+
+    #[test]
+    fn notifier_sends_stopping_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (socket, notifier) = bound_socket(dir.path());
+        notifier.stopping();
+        notifier.stopping();
+        let messages = drain(&socket);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].starts_with("STOPPING=1\n"), "{messages:?}");
     }
 
     #[test]
