@@ -259,3 +259,167 @@ fn timeline_rejects_bad_values() {
         assert!(error.contains(key), "{table}: {error}");
     }
 }
+
+/// Runs `check-config` on `text` in a fresh folder with the API key
+/// sources that `setup` creates there: files, and variables to set.
+/// Every key source the test does not set is removed.
+fn check_key(text: &str, setup: impl Fn(&Path) -> Vec<(&'static str, String)>) -> (i32, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("forwarder.toml");
+    std::fs::write(&path, text).expect("write config");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"));
+    command
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env_remove("IOTSECURE_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY");
+    for (name, value) in setup(dir.path()) {
+        command.env(name, value);
+    }
+    let output = command.output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
+const KEY: &str = "k3y-7d1e0b";
+
+fn write_key(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write key");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+const READABLE_WARNING: &str = "can be read by group or others";
+
+#[test]
+fn key_file_is_read() {
+    let text = format!("[api]\napi_key_file = \"api-key\"\n{OUTPUT}");
+    let (code, stderr) = check_key(&text, |dir| {
+        write_key(&dir.join("api-key"), &format!("{KEY}\n"), 0o600);
+        vec![]
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(READABLE_WARNING), "{stderr}");
+}
+
+#[test]
+fn key_file_readable_by_others_warns() {
+    let text = format!("[api]\napi_key_file = \"api-key\"\n{OUTPUT}");
+    for mode in [0o640, 0o604] {
+        let (code, stderr) = check_key(&text, |dir| {
+            write_key(&dir.join("api-key"), KEY, mode);
+            vec![]
+        });
+        assert_eq!(code, 0, "{mode:o}: {stderr}");
+        assert!(stderr.contains("WARN"), "{mode:o}: {stderr}");
+        assert!(stderr.contains(READABLE_WARNING), "{mode:o}: {stderr}");
+        assert!(stderr.contains("chmod 600"), "{mode:o}: {stderr}");
+        assert!(!stderr.contains(KEY), "{mode:o}: {stderr}");
+    }
+}
+
+#[test]
+fn empty_key_file_is_rejected() {
+    let text = format!("[api]\napi_key_file = \"api-key\"\n{OUTPUT}");
+    let (code, stderr) = check_key(&text, |dir| {
+        write_key(&dir.join("api-key"), " \n", 0o600);
+        vec![]
+    });
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("forwarder.toml:2:1"), "{stderr}");
+    assert!(stderr.contains("api-key is empty"), "{stderr}");
+}
+
+#[test]
+fn key_file_with_two_lines_is_rejected() {
+    let text = format!("[api]\napi_key_file = \"api-key\"\n{OUTPUT}");
+    let (code, stderr) = check_key(&text, |dir| {
+        write_key(&dir.join("api-key"), &format!("{KEY}\n{KEY}\n"), 0o600);
+        vec![]
+    });
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("the key alone on one line"), "{stderr}");
+    assert!(!stderr.contains(KEY), "{stderr}");
+}
+
+#[test]
+fn key_comes_from_systemd_credential() {
+    let (code, stderr) = check_key(OUTPUT, |dir| {
+        let credentials = dir.join("credentials");
+        std::fs::create_dir(&credentials).expect("credentials folder");
+        write_key(&credentials.join("api-key"), KEY, 0o400);
+        let variable = ("CREDENTIALS_DIRECTORY", credentials.display().to_string());
+        vec![variable]
+    });
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(READABLE_WARNING), "{stderr}");
+}
+
+#[test]
+fn credential_goes_before_environment() {
+    // The credential is empty, so its error shows that it was read even
+    // though the environment variable contains a key.
+    let (code, stderr) = check_key(OUTPUT, |dir| {
+        let credentials = dir.join("credentials");
+        std::fs::create_dir(&credentials).expect("credentials folder");
+        write_key(&credentials.join("api-key"), "", 0o400);
+        vec![
+            ("CREDENTIALS_DIRECTORY", credentials.display().to_string()),
+            ("IOTSECURE_API_KEY", KEY.to_owned()),
+        ]
+    });
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("credentials/api-key is empty"), "{stderr}");
+}
+
+#[test]
+fn key_comes_from_named_environment_variable() {
+    let text = format!("[api]\napi_key_env = \"ACME_IOT_KEY\"\n{OUTPUT}");
+    let (code, stderr) = check_key(&text, |_| vec![("ACME_IOT_KEY", KEY.to_owned())]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = check_key(&text, |_| vec![("IOTSECURE_API_KEY", KEY.to_owned())]);
+    assert_eq!(code, 78, "the default variable is not read: {stderr}");
+    assert!(stderr.contains("ACME_IOT_KEY"), "{stderr}");
+}
+
+#[test]
+fn empty_environment_key_is_rejected() {
+    let (code, stderr) = check_key(OUTPUT, |_| vec![("IOTSECURE_API_KEY", "  ".to_owned())]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.contains("environment variable IOTSECURE_API_KEY is empty"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_key_with_space_is_rejected() {
+    let value = format!("{KEY} {KEY}");
+    let (code, stderr) = check_key(OUTPUT, |_| vec![("IOTSECURE_API_KEY", value.clone())]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("must contain the key alone"), "{stderr}");
+    assert!(!stderr.contains(KEY), "{stderr}");
+}
+
+#[test]
+fn missing_key_names_every_source() {
+    let (code, stderr) = check_key(OUTPUT, |_| vec![]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("no API key"), "{stderr}");
+    assert!(stderr.contains("api.api_key_file"), "{stderr}");
+    assert!(stderr.contains("LoadCredential=api-key:"), "{stderr}");
+    assert!(stderr.contains("IOTSECURE_API_KEY"), "{stderr}");
+}
+
+#[test]
+fn key_is_not_accepted_as_an_argument() {
+    for flag in ["--api-key", "--apikey", "--key"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
+            .args(["run", "--config", "/nonexistent.toml", flag, KEY])
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains("unexpected argument"), "{flag}: {stderr}");
+    }
+}

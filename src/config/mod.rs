@@ -201,17 +201,36 @@ pub fn load_api_key(settings: &Settings) -> Result<ApiKey, ConfigError> {
             error
         });
     }
-    match std::env::var(&api.api_key_env) {
-        Ok(key) if !key.trim().is_empty() => Ok(ApiKey::new(key.trim())),
-        _ => Err(ConfigError::key(
-            &settings.path,
-            "api.api_key_file",
-            format!(
-                "no API key: set api.api_key_file, or the environment variable {}",
-                api.api_key_env
-            ),
-        )),
+    let missing = |message: String| ConfigError::key(&settings.path, "api.api_key_file", message);
+    let name = &api.api_key_env;
+    let value = match std::env::var(name) {
+        Ok(value) => value,
+        Err(std::env::VarError::NotPresent) => {
+            return Err(missing(format!(
+                "no API key: set api.api_key_file, pass the file as the systemd \
+                 credential api-key (LoadCredential=api-key:PATH), or set the \
+                 environment variable {name}"
+            )));
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(missing(format!(
+                "the environment variable {name} is not valid UTF-8"
+            )));
+        }
+    };
+    let key = value.trim();
+    if key.is_empty() {
+        return Err(missing(format!(
+            "the environment variable {name} is empty: put the API key in it, \
+             or set api.api_key_file"
+        )));
     }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(missing(format!(
+            "the environment variable {name} must contain the key alone"
+        )));
+    }
+    Ok(ApiKey::new(key))
 }
 
 fn read_key_file(config: &Path, file: &Path) -> Result<ApiKey, ConfigError> {

@@ -4,6 +4,7 @@
 
 mod delivery;
 pub mod demo;
+pub mod notify;
 pub mod operator;
 mod outputs;
 mod reload;
@@ -27,7 +28,13 @@ use crate::source::{AlertSource, CycleReport, DeviceSource, SourceError, Timelin
 use crate::state::{StateError, Store};
 
 pub use delivery::{Delivery, Ended, Shared};
+pub use notify::Heartbeat;
 use outputs::{Outcome, Outputs};
+
+/// Time one scheduler step may take on top of its API request's
+/// timeout (database work, the budget) before the watchdog counts the
+/// poll loop as stuck.
+const STEP_SLACK: Duration = Duration::from_secs(60);
 
 /// How long `once` waits for the outputs to take everything.
 const ONCE_DELIVERY_LIMIT: Duration = Duration::from_secs(60);
@@ -63,6 +70,8 @@ pub struct Forwarder<T> {
     /// Counters for the `/metrics` endpoint, which count even when the
     /// endpoint is off.
     pub metrics: Metrics,
+    /// Liveness of the poll loop, which drives the systemd watchdog.
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// Builds the HTTP transport for the configured API.
@@ -96,6 +105,7 @@ impl<T: Transport> Forwarder<T> {
         let metrics = Metrics::new();
         let budgeted = Budgeted::new(transport, budget.clone());
         let client = Arc::new(Client::new(budgeted).with_metrics(metrics.clone()));
+        let heartbeat = Arc::new(Heartbeat::new(settings.api.timeout + STEP_SLACK));
         Ok(Forwarder {
             settings: RwLock::new(Arc::new(settings)),
             store,
@@ -104,6 +114,7 @@ impl<T: Transport> Forwarder<T> {
             clock,
             wake: Arc::new(Notify::new()),
             metrics,
+            heartbeat,
         })
     }
 
@@ -191,6 +202,7 @@ impl<T: Transport> Forwarder<T> {
         let metrics_server = self.start_metrics().await?;
         let mut outputs = self.start_outputs();
         self.log_state()?;
+        let _systemd = notify::start(self, &shutdown);
         tracing::info!("ready");
         let maintenance = self.spawn_maintenance(&shutdown);
         let mut scheduler = scheduler::Scheduler::new(self);

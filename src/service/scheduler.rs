@@ -100,6 +100,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
                 Ok(wait) => wait,
                 Err(error) => self.after_failure(&error),
             };
+            self.forwarder.heartbeat.beat(wait.min(MAX_SLEEP));
             if wait.is_zero() {
                 continue;
             }

@@ -275,6 +275,21 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Events ever stored in the outbox: the AUTOINCREMENT high-water
+    /// mark in `sqlite_sequence`, which deleting delivered rows does not
+    /// lower.
+    pub fn stored_total(&self) -> Result<i64, StateError> {
+        let value = self
+            .conn()
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value.unwrap_or(0))
+    }
+
     /// Rows in the outbox. Rows leave only as a prefix (every output
     /// delivered them), so the span of sequence numbers is the count,
     /// read from the ends of the rowid index instead of a full scan.

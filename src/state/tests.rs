@@ -259,3 +259,22 @@ fn timeline_attempt_keeps_polled_time() {
     assert_eq!(store.timeline_polls().expect("read")["BB"].polled_ms, None);
     assert_eq!(store.timeline_polled_since(1_000).expect("count"), 1);
 }
+
+#[test]
+fn stored_total_survives_delivery() {
+    let (_dir, store) = temp_store();
+    assert_eq!(store.stored_total().expect("empty total"), 0);
+    for id in 1..=3 {
+        let event = alert_event(&id.to_string(), id);
+        store
+            .commit_event("alerts", "x", &event, 0, 1_000)
+            .expect("event");
+    }
+    let duplicate = alert_event("3", 3);
+    store
+        .commit_event("alerts", "x", &duplicate, 0, 1_000)
+        .expect("duplicate");
+    store.advance("a", 3, &["a".to_owned()]).expect("advance");
+    assert_eq!(store.outbox_len().expect("len"), 0);
+    assert_eq!(store.stored_total().expect("total"), 3);
+}
