@@ -4,6 +4,7 @@
 
 mod delivery;
 pub mod demo;
+mod plan;
 mod scheduler;
 pub mod status;
 
