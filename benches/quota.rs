@@ -58,7 +58,7 @@ fn scenarios() -> Vec<Scenario> {
         enterprise("enterprise-4000", 4_000, None),
         enterprise("enterprise-4000-burst", 4_000, Some(BURST)),
         // The same load after two days the forwarder has seen, so its
-        // hourly profile knows the burst hour.
+        // hourly profile contains the burst hour.
         Scenario {
             name: "enterprise-4000-burst-day3",
             days: 3,

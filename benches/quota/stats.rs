@@ -135,7 +135,7 @@ fn per_day(scenario: &Scenario, requests: &[i64]) -> Vec<usize> {
     days
 }
 
-/// The longest gap between two requests from `from_ms` on, counting
+/// The maximum gap between two requests from `from_ms` on, counting
 /// `from_ms` and the run's end as edges.
 fn blind_ms(requests: &[i64], from_ms: i64, end_ms: i64) -> i64 {
     let mut times: Vec<i64> = requests

@@ -30,7 +30,7 @@ const MIN_LIST_SHARE: f64 = 0.1;
 /// Share of the spare requests held back at 00:00 UTC for an unforeseen
 /// burst, when no profile of past days exists yet. The share shrinks in
 /// proportion to the time left, so the reserve is spent by the end of
-/// the day; a steady load pays for it with later lists in the morning
+/// the day. A steady load pays for it with later lists in the morning
 /// and earlier ones in the evening.
 const MARGIN_WITHOUT_PROFILE: f64 = 0.3;
 
@@ -49,15 +49,15 @@ pub const ACTIVITY_TAU_MS: f64 = 15.0 * 60_000.0;
 
 /// Bounds of the factor applied to the list rate by recent activity. The
 /// floor keeps a quiet spell from leaving more than twice the planned
-/// gap between lists; the ceiling limits how fast a burst spends the
-/// list budget before the next replan sees it.
+/// gap between lists. The ceiling limits how fast a burst spends the
+/// list budget before the next replan counts it.
 const MIN_ACTIVITY_FACTOR: f64 = 0.5;
 const MAX_ACTIVITY_FACTOR: f64 = 4.0;
 
 /// Counter that stores how many completed hours the profile holds.
 const PROFILE_HOURS_KEY: &str = "alerts_profile_hours";
 
-/// Counter names are this prefix and the UTC hour, `00` to `23`; the
+/// Counter names are this prefix and the UTC hour, `00` to `23`. The
 /// values are thousandths of a change.
 const PROFILE_KEY_PREFIX: &str = "alerts_profile_hour_";
 
@@ -71,7 +71,7 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Reads the profile from the state's `counter` table; a new state
+    /// Reads the profile from the state's `counter` table. A new state
     /// gives an empty profile.
     pub fn load(store: &Store) -> Result<Profile, StateError> {
         let mut profile = Profile {
@@ -107,7 +107,7 @@ impl Profile {
         self.folded += 1;
     }
 
-    /// Whether a whole day of hours has been folded in.
+    /// Checks whether a whole day of hours has been folded in.
     pub fn is_known(&self) -> bool {
         self.folded >= 24
     }
@@ -147,7 +147,7 @@ pub struct HourTally {
 impl HourTally {
     /// Counts `listed` changes at `now_ms` and returns the completed
     /// hours to fold, as hour of day and count. The hour the process
-    /// started in is incomplete and never returned; hours without a list
+    /// started in is incomplete and never returned. Hours without a list
     /// call while the process ran count as zero.
     pub fn note(&mut self, now_ms: i64, listed: usize) -> Vec<(usize, f64)> {
         let hour = now_ms.div_euclid(HOUR_MS);
@@ -220,10 +220,10 @@ impl Activity {
     }
 }
 
-/// Estimates the details still to come today: the rate seen since the
-/// process started carried over the time left and, once a profile of
-/// past days exists, the larger of that and what the profile expects
-/// for the rest of the day. The profile's figure is scaled up when today
+/// Estimates the details still to come today. Without a profile of past
+/// days it is the rate seen since the process started, carried over the
+/// time left. With one, it is the larger of that and what the profile
+/// expects for the rest of the day. The profile's figure is scaled up when today
 /// has brought more changes than it expected so far (`today_listed` is
 /// the count since 00:00 UTC, or less when the process started later).
 /// Taking the larger errs toward fewer lists, which costs some delay;
@@ -353,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn tally_folds_at_most_a_day_of_empty_hours() {
+    fn tally_caps_empty_hours_at_a_day() {
         let mut tally = HourTally::default();
         tally.note(0, 0);
         tally.note(HOUR_MS, 0);
@@ -386,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn lists_keep_a_margin_until_only_the_floor_is_left() {
+    fn lists_keep_margin_above_floor() {
         let demand = Demand {
             remaining: 3_000.0,
             pending: 0.0,

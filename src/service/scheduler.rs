@@ -50,8 +50,8 @@ pub struct Scheduler<'a, T> {
     forwarder: &'a Forwarder<T>,
     pacer: Pacer,
     started_ms: i64,
-    /// Alert changes listed since the process started, the first list
-    /// call excluded: it reaches back over an unknown span.
+    /// Alert changes listed since the process started. The first list
+    /// call is excluded because it reaches back over an unknown span.
     listed: u64,
     first_list_done: bool,
     /// 00:00 UTC of the current day and the changes listed since.
@@ -86,7 +86,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             today: (0, 0),
             tally: HourTally::default(),
             profile: Profile::load(&forwarder.store).unwrap_or_else(|error| {
-                tracing::warn!(%error, "cannot read the hourly alert profile; starting without it");
+                tracing::warn!(%error, "failed to read the hourly alert profile, starting without it");
                 Profile::default()
             }),
             activity: Activity::default(),
