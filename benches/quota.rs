@@ -48,6 +48,7 @@ fn scenarios() -> Vec<Scenario> {
         changes_per_day,
         burst,
         days: 2,
+        warmup_days: 0,
     };
     vec![
         enterprise("enterprise-500", 500, None),
@@ -56,12 +57,21 @@ fn scenarios() -> Vec<Scenario> {
         enterprise("enterprise-2000-burst", 2_000, Some(BURST)),
         enterprise("enterprise-4000", 4_000, None),
         enterprise("enterprise-4000-burst", 4_000, Some(BURST)),
+        // The same load after two days the forwarder has seen, so its
+        // hourly profile contains the burst hour.
+        Scenario {
+            name: "enterprise-4000-burst-day3",
+            days: 3,
+            warmup_days: 2,
+            ..enterprise("", 4_000, Some(BURST))
+        },
         Scenario {
             name: "developer-20",
             license: License::Developer,
             changes_per_day: 20,
             burst: None,
             days: 3,
+            warmup_days: 0,
         },
         Scenario {
             name: "demo-2",
@@ -69,6 +79,7 @@ fn scenarios() -> Vec<Scenario> {
             changes_per_day: 2,
             burst: None,
             days: 4,
+            warmup_days: 0,
         },
     ]
 }
@@ -139,8 +150,12 @@ fn print_scenario(scenario: &Scenario, ours: &Figures, baseline: &Figures) {
         )
     });
     println!("### {}\n", scenario.name);
+    let warmup = match scenario.warmup_days {
+        0 => String::new(),
+        days => format!(", changes of the first {days} days not counted"),
+    };
     println!(
-        "{:?}, {} requests/day, {} changes/day, burst: {burst}, {} days + 1 quiet day. \
+        "{:?}, {} requests/day, {} changes/day, burst: {burst}, {} days + 1 quiet day{warmup}. \
          List budget B = {}, fixed interval I = {:.1} s, bound = {:.1} s.\n",
         scenario.license,
         scenario.allowed(),

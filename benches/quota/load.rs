@@ -46,6 +46,9 @@ pub struct Scenario {
     /// Days with changes; one quiet day follows so the last changes
     /// can be delivered.
     pub days: i64,
+    /// Leading days whose changes are not counted in the delays, so the
+    /// figures show a forwarder that has seen earlier days.
+    pub warmup_days: i64,
 }
 
 impl Scenario {
@@ -70,6 +73,11 @@ impl Scenario {
     /// budget: changes land uniformly between two lists `I` apart.
     pub fn bound_ms(&self) -> f64 {
         DAY_MS as f64 / self.list_budget().max(1) as f64 / 2.0
+    }
+
+    /// Start of the part of the run whose changes are counted.
+    pub fn counted_from_ms(&self) -> i64 {
+        START_MS + self.warmup_days * DAY_MS
     }
 
     pub fn run_ms(&self) -> i64 {

@@ -73,8 +73,9 @@ pub fn figures(scenario: &Scenario, changes: &[Change], run: &Run) -> Figures {
     let min_lifetime = scenario.fixed_interval_ms();
     let mut delays = Vec::new();
     let (mut counted, mut superseded, mut undelivered) = (0, 0, 0);
+    let counted_from = scenario.counted_from_ms();
     for state in states(changes, end_ms) {
-        if state.lifetime_ms < min_lifetime {
+        if state.lifetime_ms < min_lifetime || state.modified * 1_000 < counted_from {
             continue;
         }
         counted += 1;
@@ -109,7 +110,7 @@ pub fn figures(scenario: &Scenario, changes: &[Change], run: &Run) -> Figures {
         p95_s: quantile(&delays, 0.95),
         max_s: delays.last().copied().unwrap_or(0.0),
         mean_s,
-        blind_s: blind_ms(&run.requests, end_ms) as f64 / 1e3,
+        blind_s: blind_ms(&run.requests, counted_from, end_ms) as f64 / 1e3,
         wall_s: run.wall_s,
     }
 }
@@ -134,12 +135,16 @@ fn per_day(scenario: &Scenario, requests: &[i64]) -> Vec<usize> {
     days
 }
 
-/// The longest gap between two requests, counting the run's start and
-/// end as edges.
-fn blind_ms(requests: &[i64], end_ms: i64) -> i64 {
-    let mut times = requests.to_vec();
+/// The maximum gap between two requests from `from_ms` on, counting
+/// `from_ms` and the run's end as edges.
+fn blind_ms(requests: &[i64], from_ms: i64, end_ms: i64) -> i64 {
+    let mut times: Vec<i64> = requests
+        .iter()
+        .copied()
+        .filter(|at| *at >= from_ms)
+        .collect();
     times.sort_unstable();
-    let mut previous = START_MS;
+    let mut previous = from_ms;
     let mut longest = 0;
     for at in times.into_iter().chain([end_ms]) {
         longest = longest.max(at - previous);

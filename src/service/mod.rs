@@ -7,6 +7,7 @@ pub mod demo;
 pub mod notify;
 pub mod operator;
 mod outputs;
+mod plan;
 mod reload;
 mod scheduler;
 pub mod status;

@@ -9,9 +9,10 @@
 //!
 //! A list is due when the list interval has passed since the last one.
 //! The interval is what is left of the day divided by the requests left
-//! for listing. Those are today's remaining budget less the pending
-//! details, the details expected for the rest of the day at the rate
-//! seen so far, and the syncs. Details go at once when the pacer has a token or the day's
+//! for listing, shortened while changes are arriving and lengthened in
+//! quiet spells; `plan` computes both from today's remaining budget, the
+//! pending details, the details expected for the rest of the day and
+//! the syncs. Details go at once when the pacer has a token or the day's
 //! remaining budget can spare one beyond the plan
 //! (`Pacer::check_borrowing`). List calls use up the plan's tokens, so
 //! without borrowing a burst of changes would wait at the plan's pace,
@@ -26,17 +27,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Forwarder;
+use super::plan::{self, Activity, Demand, HourTally, Profile};
 use crate::api::{ErrorKind, Transport};
-use crate::budget::{Pacer, Permit, next_day_start_ms};
+use crate::budget::{Pacer, Permit, day_start_ms, next_day_start_ms};
 use crate::logging::{Repeats, Verdict};
 use crate::source::alerts::SOURCE;
 use crate::source::{CycleReport, SourceError};
-
-/// Share of the remaining requests always left for listing, so a large
-/// backlog of details never stops new alerts from being seen.
-const MIN_LIST_SHARE: f64 = 0.1;
-
-const DAY_MS: f64 = 86_400_000.0;
 
 /// Wait before a failed sync is tried again.
 const SYNC_RETRY_MS: i64 = 15 * 60_000;
@@ -58,7 +54,17 @@ pub struct Scheduler<'a, T> {
     forwarder: &'a Forwarder<T>,
     pacer: Pacer,
     started_ms: i64,
-    details: u64,
+    /// Alert changes listed since the process started. The first list
+    /// call is excluded because it reaches back over an unknown span.
+    listed: u64,
+    first_list_done: bool,
+    /// 00:00 UTC of the current day and the changes listed since.
+    today: (i64, u64),
+    /// Changes listed in the current hour, for the profile.
+    tally: HourTally,
+    /// Changes listed per hour of day on past days.
+    profile: Profile,
+    activity: Activity,
     /// When a failed sync may be tried again.
     sync_retry_at: Option<i64>,
     last_job: Option<Job>,
@@ -82,7 +88,15 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             forwarder,
             pacer: Pacer::new(forwarder.clock.clone(), quota.burst_window),
             started_ms: forwarder.clock.now_ms(),
-            details: 0,
+            listed: 0,
+            first_list_done: false,
+            today: (0, 0),
+            tally: HourTally::default(),
+            profile: Profile::load(&forwarder.store).unwrap_or_else(|error| {
+                tracing::warn!(%error, "failed to read the hourly alert profile, starting without it");
+                Profile::default()
+            }),
+            activity: Activity::default(),
             sync_retry_at: None,
             last_job: None,
             stored_since_list: 0,
@@ -142,12 +156,12 @@ impl<'a, T: Transport> Scheduler<'a, T> {
                 self.list_plan = None;
                 source.list(&mut report).await?;
                 forwarder.metrics.polled(SOURCE, forwarder.clock.now_ms());
+                self.note_listed(report.listed)?;
                 self.log_cycle(&report);
             }
             Job::Detail => {
                 source.fetch_pending(1, &mut report).await?;
                 forwarder.metrics.events_stored(SOURCE, report.stored);
-                self.details += 1;
                 self.stored_since_list += report.stored;
                 if report.stored > 0 {
                     forwarder.wake.notify_waiters();
@@ -222,7 +236,8 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Ok((pending, interval))
     }
 
-    /// Time between list calls that today's remaining budget affords.
+    /// Time between list calls that today's remaining budget affords,
+    /// scaled by recent activity.
     fn list_interval(&self, pending: i64) -> Result<Duration, SourceError> {
         let forwarder = self.forwarder;
         let budget = &forwarder.budget;
@@ -230,8 +245,17 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let remaining = (budget.allowed(&day) - day.effective_used()).max(0) as f64;
         let now = budget.server_now_ms();
         let left_ms = (next_day_start_ms(now) - now).max(1) as f64;
-        let elapsed = (forwarder.clock.now_ms() - self.started_ms).max(3_600_000) as f64;
-        let expected_details = pending as f64 + self.details as f64 / elapsed * left_ms;
+        let local_now = forwarder.clock.now_ms();
+        let elapsed = (local_now - self.started_ms).max(3_600_000) as f64;
+        let rate = self.listed as f64 / elapsed;
+        let day_start = day_start_ms(now);
+        let today = if self.today.0 == day_start {
+            self.today.1
+        } else {
+            0
+        };
+        let expected =
+            plan::expected_details(rate, left_ms, &self.profile, now - day_start, today as f64);
         let settings = forwarder.settings();
         let quota = &settings.quota;
         let syncs = if quota.sync {
@@ -239,12 +263,43 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         } else {
             0.0
         };
-        let for_lists = (remaining - expected_details - syncs)
-            .max(remaining * MIN_LIST_SHARE)
-            // At least one list call a day, however large the backlog.
-            .max(left_ms / DAY_MS);
-        let interval = Duration::from_millis((left_ms / for_lists) as u64);
+        let (lists, floor) = plan::lists_affordable(&Demand {
+            remaining,
+            pending: pending as f64,
+            expected_details: expected,
+            syncs,
+            left_ms,
+            profile_known: self.profile.is_known(),
+        });
+        let mut factor = plan::activity_factor(self.activity.rate(local_now), expected / left_ms);
+        if floor {
+            // A backlog already takes the rest: activity may slow the
+            // lists but never spend more on them.
+            factor = factor.min(1.0);
+        }
+        let interval = Duration::from_millis((left_ms / lists / factor) as u64);
         Ok(interval.max(settings.alerts.min_poll_interval))
+    }
+
+    /// Counts the changes a list call returned, for the rate estimate,
+    /// the recent activity and the hourly profile.
+    fn note_listed(&mut self, listed: usize) -> Result<(), SourceError> {
+        if !std::mem::replace(&mut self.first_list_done, true) {
+            return Ok(());
+        }
+        self.listed += listed as u64;
+        self.activity.note(self.forwarder.clock.now_ms(), listed);
+        let now = self.forwarder.budget.server_now_ms();
+        let day_start = day_start_ms(now);
+        if self.today.0 != day_start {
+            self.today = (day_start, 0);
+        }
+        self.today.1 += listed as u64;
+        for (hour, count) in self.tally.note(now, listed) {
+            self.profile.fold(hour, count);
+            self.profile.store_hour(&self.forwarder.store, hour)?;
+        }
+        Ok(())
     }
 
     fn sync_due(&self) -> Result<bool, SourceError> {

@@ -1,0 +1,413 @@
+//! The alert list plan: how many of today's remaining requests go to
+//! `listAlerts`, and how they spread over the rest of the UTC day.
+//!
+//! Every alert change a list call returns costs one `getAlert`, so the
+//! requests left for listing are the remaining budget less the details
+//! still expected. That expectation is the larger of two estimates: the
+//! rate of changes seen since the process started, and an hourly
+//! profile of the changes listed on past days, kept in the state's
+//! `counter` table. The profile lets a daily burst at the same hour be
+//! planned for before it comes. A share of the spare requests is held
+//! back for a burst the estimates did not foresee, and released as the
+//! day runs out. Within the plan, lists come sooner while changes are
+//! arriving and later in quiet spells: with changes at rate `λ(t)`, the
+//! mean delay of a fixed number of lists is smallest when their rate is
+//! proportional to `√λ(t)`.
+//!
+//! The functions here are pure apart from [`Profile::load`] and
+//! [`Profile::store_hour`], so the scheduler's tests and the quota
+//! benchmark exercise the same arithmetic.
+
+use crate::state::{StateError, Store};
+
+pub const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: f64 = 86_400_000.0;
+
+/// Share of the remaining requests always left for listing, so a large
+/// backlog of details never stops new alerts from being seen.
+const MIN_LIST_SHARE: f64 = 0.1;
+
+/// Share of the spare requests held back at 00:00 UTC for an unforeseen
+/// burst, when no profile of past days exists yet. The share shrinks in
+/// proportion to the time left, so the reserve is spent by the end of
+/// the day. A steady load pays for it with later lists in the morning
+/// and earlier ones in the evening.
+const MARGIN_WITHOUT_PROFILE: f64 = 0.3;
+
+/// The same share once the profile of past days is known.
+const MARGIN_WITH_PROFILE: f64 = 0.1;
+
+/// Weight of the newest day in the hourly profile.
+const PROFILE_WEIGHT: f64 = 0.5;
+
+/// Share of the profile's daily total used as a prior when today's
+/// changes so far are compared with the profile.
+const PROFILE_PRIOR_SHARE: f64 = 0.1;
+
+/// Time constant of the recent change rate that drives list intervals.
+pub const ACTIVITY_TAU_MS: f64 = 15.0 * 60_000.0;
+
+/// Bounds of the factor applied to the list rate by recent activity. The
+/// floor keeps a quiet spell from leaving more than twice the planned
+/// gap between lists. The ceiling limits how fast a burst spends the
+/// list budget before the next replan counts it.
+const MIN_ACTIVITY_FACTOR: f64 = 0.5;
+const MAX_ACTIVITY_FACTOR: f64 = 4.0;
+
+/// Counter that stores how many completed hours the profile holds.
+const PROFILE_HOURS_KEY: &str = "alerts_profile_hours";
+
+/// Counter names are this prefix and the UTC hour, `00` to `23`. The
+/// values are thousandths of a change.
+const PROFILE_KEY_PREFIX: &str = "alerts_profile_hour_";
+
+/// Alert changes listed in each UTC hour on past days, as an
+/// exponentially weighted mean over days.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    hours: [f64; 24],
+    /// Completed hours folded in since the profile was started.
+    folded: i64,
+}
+
+impl Profile {
+    /// Reads the profile from the state's `counter` table. A new state
+    /// gives an empty profile.
+    pub fn load(store: &Store) -> Result<Profile, StateError> {
+        let mut profile = Profile {
+            folded: store.counter(PROFILE_HOURS_KEY)?,
+            ..Profile::default()
+        };
+        for (hour, value) in profile.hours.iter_mut().enumerate() {
+            *value = store.counter(&hour_key(hour))? as f64 / 1_000.0;
+        }
+        Ok(profile)
+    }
+
+    /// Writes one hour of the profile and the count of folded hours.
+    pub fn store_hour(&self, store: &Store, hour: usize) -> Result<(), StateError> {
+        let Some(value) = self.hours.get(hour) else {
+            return Ok(());
+        };
+        store.set_counter(&hour_key(hour), (value * 1_000.0).round() as i64)?;
+        store.set_counter(PROFILE_HOURS_KEY, self.folded)
+    }
+
+    /// Folds the changes listed during one complete hour into the mean
+    /// of that hour of the day. The first day sets the value outright.
+    pub fn fold(&mut self, hour: usize, listed: f64) {
+        let Some(value) = self.hours.get_mut(hour) else {
+            return;
+        };
+        *value = if self.folded < 24 {
+            listed
+        } else {
+            *value + PROFILE_WEIGHT * (listed - *value)
+        };
+        self.folded += 1;
+    }
+
+    /// Checks whether a whole day of hours has been folded in.
+    pub fn is_known(&self) -> bool {
+        self.folded >= 24
+    }
+
+    /// Changes the profile expects over a whole day.
+    pub fn day_total(&self) -> f64 {
+        self.hours.iter().sum()
+    }
+
+    /// Changes the profile expects from `ms_into_day` after 00:00 UTC to
+    /// the end of the day, counting the current hour's part still to
+    /// come.
+    pub fn rest_of_day(&self, ms_into_day: i64) -> f64 {
+        let ms = ms_into_day.clamp(0, DAY_MS as i64 - 1);
+        let current = (ms / HOUR_MS) as usize;
+        let left_in_hour = 1.0 - (ms % HOUR_MS) as f64 / HOUR_MS as f64;
+        let later: f64 = self.hours.iter().skip(current + 1).sum();
+        self.hours.get(current).map_or(0.0, |v| v * left_in_hour) + later
+    }
+}
+
+fn hour_key(hour: usize) -> String {
+    format!("{PROFILE_KEY_PREFIX}{hour:02}")
+}
+
+/// Changes listed in the current UTC hour, handed to the profile when
+/// the hour ends.
+#[derive(Clone, Debug, Default)]
+pub struct HourTally {
+    /// Hours since the epoch of the hour being counted.
+    hour: Option<i64>,
+    listed: f64,
+    /// Whether the process ran for the whole of that hour.
+    whole: bool,
+}
+
+impl HourTally {
+    /// Counts `listed` changes at `now_ms` and returns the completed
+    /// hours to fold, as hour of day and count. The hour the process
+    /// started in is incomplete and never returned. Hours without a list
+    /// call while the process ran count as zero.
+    pub fn note(&mut self, now_ms: i64, listed: usize) -> Vec<(usize, f64)> {
+        let hour = now_ms.div_euclid(HOUR_MS);
+        let mut completed = Vec::new();
+        match self.hour {
+            Some(current) if current == hour => {}
+            Some(current) => {
+                if self.whole {
+                    completed.push((hour_of_day(current), self.listed));
+                }
+                // At most a day of empty hours, since each hour of the
+                // day has one slot.
+                let empty_from = (current + 1).max(hour - 24);
+                completed.extend((empty_from..hour).map(|h| (hour_of_day(h), 0.0)));
+                *self = HourTally {
+                    hour: Some(hour),
+                    listed: 0.0,
+                    whole: true,
+                };
+            }
+            None => {
+                *self = HourTally {
+                    hour: Some(hour),
+                    listed: 0.0,
+                    whole: false,
+                };
+            }
+        }
+        self.listed += listed as f64;
+        completed
+    }
+}
+
+fn hour_of_day(epoch_hour: i64) -> usize {
+    epoch_hour.rem_euclid(24) as usize
+}
+
+/// Recent rate of alert changes: an exponentially weighted rate with
+/// time constant [`ACTIVITY_TAU_MS`], so a burst raises it within
+/// minutes and a quiet spell lowers it as fast.
+#[derive(Clone, Debug, Default)]
+pub struct Activity {
+    /// Changes per millisecond at `at_ms`.
+    rate: f64,
+    at_ms: Option<i64>,
+    started_ms: Option<i64>,
+}
+
+impl Activity {
+    pub fn note(&mut self, now_ms: i64, listed: usize) {
+        self.rate = self.rate_at(now_ms) + listed as f64 / ACTIVITY_TAU_MS;
+        self.at_ms = Some(now_ms);
+        self.started_ms.get_or_insert(now_ms);
+    }
+
+    /// Returns the rate in changes per millisecond, or `None` until one
+    /// time constant has passed since the first list call: before that
+    /// the mean is still building up from zero.
+    pub fn rate(&self, now_ms: i64) -> Option<f64> {
+        let started = self.started_ms?;
+        (now_ms - started >= ACTIVITY_TAU_MS as i64).then(|| self.rate_at(now_ms))
+    }
+
+    fn rate_at(&self, now_ms: i64) -> f64 {
+        let Some(at) = self.at_ms else {
+            return 0.0;
+        };
+        let elapsed = (now_ms - at).max(0) as f64;
+        self.rate * (-elapsed / ACTIVITY_TAU_MS).exp()
+    }
+}
+
+/// Estimates the details still to come today. Without a profile of past
+/// days it is the rate seen since the process started, carried over the
+/// time left. With one, it is the larger of that and what the profile
+/// expects for the rest of the day. The profile's figure is scaled up when today
+/// has brought more changes than it expected so far (`today_listed` is
+/// the count since 00:00 UTC, or less when the process started later).
+/// Taking the larger errs toward fewer lists, which costs some delay;
+/// erring the other way leaves a burst unfetched until the next day.
+pub fn expected_details(
+    rate_per_ms: f64,
+    left_ms: f64,
+    profile: &Profile,
+    ms_into_day: i64,
+    today_listed: f64,
+) -> f64 {
+    let from_rate = rate_per_ms.max(0.0) * left_ms;
+    if !profile.is_known() {
+        return from_rate;
+    }
+    let rest = profile.rest_of_day(ms_into_day);
+    let so_far = profile.day_total() - rest;
+    // A tenth of a day's changes as a prior keeps the first minutes of
+    // a day from scaling the whole day by a few changes.
+    let prior = profile.day_total() * PROFILE_PRIOR_SHARE;
+    let ratio = ((today_listed + prior) / (so_far + prior).max(1.0)).max(1.0);
+    from_rate.max(rest * ratio)
+}
+
+/// Today's remaining requests and what they must carry.
+#[derive(Clone, Copy, Debug)]
+pub struct Demand {
+    pub remaining: f64,
+    pub pending: f64,
+    pub expected_details: f64,
+    pub syncs: f64,
+    pub left_ms: f64,
+    pub profile_known: bool,
+}
+
+/// Returns the list calls the rest of the day affords, and whether that
+/// number is a floor (the backlog takes everything else) rather than
+/// what is spare. The spare requests are today's remaining budget less
+/// the pending and expected details and the syncs, less the burst
+/// margin.
+pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
+    let margin = if demand.profile_known {
+        MARGIN_WITH_PROFILE
+    } else {
+        MARGIN_WITHOUT_PROFILE
+    };
+    let spare = demand.remaining - demand.pending - demand.expected_details - demand.syncs;
+    let planned = spare * (1.0 - margin * (demand.left_ms / DAY_MS).clamp(0.0, 1.0));
+    // At least a tenth of the remaining budget, and one list a day,
+    // however large the backlog.
+    let floor = (demand.remaining * MIN_LIST_SHARE).max(demand.left_ms / DAY_MS);
+    if planned >= floor {
+        (planned, false)
+    } else {
+        (floor, true)
+    }
+}
+
+/// Factor for the list rate from recent activity: `√(recent / mean)`,
+/// bounded, where `mean` is the rate the plan expects over the rest of
+/// the day. Returns 1 when either rate is unknown or zero.
+pub fn activity_factor(recent: Option<f64>, mean: f64) -> f64 {
+    match recent {
+        Some(recent) if mean > 0.0 && recent.is_finite() => (recent / mean)
+            .sqrt()
+            .clamp(MIN_ACTIVITY_FACTOR, MAX_ACTIVITY_FACTOR),
+        _ => 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known_profile(per_hour: impl Fn(usize) -> f64) -> Profile {
+        let mut profile = Profile::default();
+        for hour in 0..24 {
+            profile.fold(hour, per_hour(hour));
+        }
+        profile
+    }
+
+    #[test]
+    fn profile_expects_a_burst_still_to_come() {
+        let profile = known_profile(|hour| if hour == 14 { 1_700.0 } else { 100.0 });
+        assert!(profile.is_known());
+        let at_ten = profile.rest_of_day(10 * HOUR_MS);
+        assert!((at_ten - 3_000.0).abs() < 1e-6, "{at_ten}");
+        let mid_burst = profile.rest_of_day(14 * HOUR_MS + HOUR_MS / 2);
+        assert!((mid_burst - 1_750.0).abs() < 1e-6, "{mid_burst}");
+        // By 10:00 the day brought the 1,000 changes the profile
+        // expected, at 100 an hour, so the profile's 3,000 stand.
+        let rate = 100.0 / HOUR_MS as f64;
+        let expected = expected_details(rate, 14.0 * 3.6e6, &profile, 10 * HOUR_MS, 1_000.0);
+        assert!((expected - 3_000.0).abs() < 1e-6, "{expected}");
+        // A day with twice the changes so far expects more of the rest.
+        let busier = expected_details(rate, 14.0 * 3.6e6, &profile, 10 * HOUR_MS, 2_000.0);
+        assert!(busier > 4_500.0, "{busier}");
+    }
+
+    #[test]
+    fn profile_folds_days_into_a_mean() {
+        let mut profile = known_profile(|_| 100.0);
+        profile.fold(3, 300.0);
+        // Hour 3 becomes 200; hours 4 to 23 stay at 100.
+        assert!((profile.rest_of_day(3 * HOUR_MS) - 2_200.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn unknown_profile_is_not_used() {
+        let mut profile = Profile::default();
+        profile.fold(14, 5_000.0);
+        assert!(!profile.is_known());
+        let expected = expected_details(0.0, 10.0 * 3.6e6, &profile, 14 * HOUR_MS, 0.0);
+        assert_eq!(expected, 0.0);
+    }
+
+    #[test]
+    fn tally_skips_first_hour_and_counts_empty_ones() {
+        let mut tally = HourTally::default();
+        let start = 1_796_601_600_000 + 10 * HOUR_MS + 1_000;
+        assert!(tally.note(start, 5).is_empty());
+        assert!(tally.note(start + HOUR_MS, 7).is_empty());
+        assert!(tally.note(start + HOUR_MS + 60_000, 3).is_empty());
+        let completed = tally.note(start + 4 * HOUR_MS, 1);
+        assert_eq!(completed, vec![(11, 10.0), (12, 0.0), (13, 0.0)]);
+    }
+
+    #[test]
+    fn tally_caps_empty_hours_at_a_day() {
+        let mut tally = HourTally::default();
+        tally.note(0, 0);
+        tally.note(HOUR_MS, 0);
+        let completed = tally.note(100 * HOUR_MS, 0);
+        assert_eq!(completed.len(), 25, "{completed:?}");
+    }
+
+    #[test]
+    fn activity_rate_follows_a_burst() {
+        let mut activity = Activity::default();
+        activity.note(0, 0);
+        assert_eq!(activity.rate(60_000), None);
+        // 28 changes a minute for 20 minutes.
+        for minute in 1..=20 {
+            activity.note(minute * 60_000, 28);
+        }
+        let per_minute = activity.rate(20 * 60_000).unwrap_or(0.0) * 60_000.0;
+        assert!((20.0..=28.0).contains(&per_minute), "{per_minute}");
+        let later = activity.rate(80 * 60_000).unwrap_or(1.0) * 60_000.0;
+        assert!(later < 1.0, "{later}");
+    }
+
+    #[test]
+    fn activity_factor_is_square_root_within_bounds() {
+        assert_eq!(activity_factor(None, 1.0), 1.0);
+        assert_eq!(activity_factor(Some(4.0), 0.0), 1.0);
+        assert!((activity_factor(Some(4.0), 1.0) - 2.0).abs() < 1e-9);
+        assert_eq!(activity_factor(Some(0.0), 1.0), MIN_ACTIVITY_FACTOR);
+        assert_eq!(activity_factor(Some(100.0), 1.0), MAX_ACTIVITY_FACTOR);
+    }
+
+    #[test]
+    fn lists_keep_margin_above_floor() {
+        let demand = Demand {
+            remaining: 3_000.0,
+            pending: 0.0,
+            expected_details: 1_000.0,
+            syncs: 0.0,
+            left_ms: DAY_MS / 2.0,
+            profile_known: false,
+        };
+        // Half the day left: half of the 30 % margin is still held.
+        let (lists, floor) = lists_affordable(&demand);
+        assert!((lists - 1_700.0).abs() < 1e-6, "{lists}");
+        assert!(!floor);
+        let known = Demand {
+            profile_known: true,
+            ..demand
+        };
+        assert!((lists_affordable(&known).0 - 1_900.0).abs() < 1e-6);
+        let backlog = Demand {
+            pending: 5_000.0,
+            ..demand
+        };
+        assert_eq!(lists_affordable(&backlog), (300.0, true));
+    }
+}
