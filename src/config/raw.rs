@@ -30,6 +30,7 @@ pub struct RawConfig {
     pub format: RawFormat,
     #[serde(default)]
     pub service: RawService,
+    #[serde(default)]
     pub metrics: RawMetrics,
     /// One table per SIEM receiver.
     #[serde(default)]

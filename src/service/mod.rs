@@ -2,6 +2,7 @@
 //! starts one delivery task per output and the poll loop, applies a
 //! reloaded config, and stops them in order on shutdown.
 
+mod background;
 mod delivery;
 pub mod demo;
 pub mod notify;

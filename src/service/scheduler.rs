@@ -27,9 +27,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Forwarder;
+use super::background::{self, Background, BackgroundJob};
 use super::plan::{self, Activity, Demand, HourTally, Profile};
 use crate::api::{ErrorKind, Transport};
-use crate::budget::{Pacer, Permit, day_start_ms, next_day_start_ms};
+use crate::budget::{
+    Pacer, Permit, SourceKind, day_start_ms, next_day_start_ms, reserved_for_background,
+};
 use crate::logging::{Repeats, Verdict};
 use crate::source::alerts::SOURCE;
 use crate::source::{CycleReport, SourceError};
@@ -40,19 +43,38 @@ const SYNC_RETRY_MS: i64 = 15 * 60_000;
 /// The same request failure is logged once in this window.
 const REPEAT_WINDOW: Duration = Duration::from_secs(60);
 
+/// How often a background source held back by its share looks again.
+const BACKGROUND_RECHECK_MS: i64 = 60_000;
+
 /// Maximum sleep between two reads of the state.
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Job {
     List,
     Detail,
+    /// `getDevice` for the device an alert is held for.
+    Enrich,
+    Background(BackgroundJob),
     Sync,
+}
+
+impl Job {
+    /// The source whose share the request counts against; a sync serves
+    /// them all and counts against none.
+    fn source(&self) -> Option<SourceKind> {
+        match self {
+            Job::List | Job::Detail | Job::Enrich => Some(SourceKind::Alerts),
+            Job::Background(job) => Some(job.source()),
+            Job::Sync => None,
+        }
+    }
 }
 
 pub struct Scheduler<'a, T> {
     forwarder: &'a Forwarder<T>,
     pacer: Pacer,
+    background: Background<'a, T>,
     started_ms: i64,
     /// Alert changes listed since the process started. The first list
     /// call is excluded because it reaches back over an unknown span.
@@ -87,6 +109,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Scheduler {
             forwarder,
             pacer: Pacer::new(forwarder.clock.clone(), quota.burst_window),
+            background: Background::new(forwarder),
             started_ms: forwarder.clock.now_ms(),
             listed: 0,
             first_list_done: false,
@@ -138,19 +161,32 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             return Ok(wait);
         };
         let permit = match job {
-            Job::Detail => self.pacer.check_borrowing(&forwarder.budget)?,
-            Job::List | Job::Sync => self.pacer.check(&forwarder.budget)?,
+            Job::Detail | Job::Enrich => self.pacer.check_borrowing(&forwarder.budget)?,
+            Job::List | Job::Sync | Job::Background(_) => self.pacer.check(&forwarder.budget)?,
         };
         if let Permit::Wait(wait) = permit {
             self.warn_if_spent()?;
             return Ok(wait);
         }
+        if let Some(source) = job.source() {
+            background::record_spent(forwarder, source)?;
+        }
         let mut report = CycleReport::default();
         let source = forwarder.alert_source();
-        match job {
+        match &job {
             Job::Sync => {
                 self.list_plan = None;
                 self.sync().await?;
+            }
+            Job::Enrich => {
+                self.background.devices.fetch_held(&mut report).await?;
+                self.stored(crate::source::devices::SOURCE, &report);
+            }
+            Job::Background(background) => {
+                self.background.run(background, &mut report).await?;
+                let source = background.source().name();
+                forwarder.metrics.polled(source, forwarder.clock.now_ms());
+                self.stored(source, &report);
             }
             Job::List => {
                 self.list_plan = None;
@@ -161,11 +197,8 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             }
             Job::Detail => {
                 source.fetch_pending(1, &mut report).await?;
-                forwarder.metrics.events_stored(SOURCE, report.stored);
                 self.stored_since_list += report.stored;
-                if report.stored > 0 {
-                    forwarder.wake.notify_waiters();
-                }
+                self.stored(SOURCE, &report);
             }
         }
         // Only a request that went through ends a run of failures; a
@@ -176,6 +209,15 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         self.failures = 0;
         self.last_job = Some(job);
         Ok(Duration::ZERO)
+    }
+
+    /// Counts what a request stored and wakes the outputs.
+    fn stored(&self, source: &'static str, report: &CycleReport) {
+        let stored = report.stored + report.released;
+        self.forwarder.metrics.events_stored(source, stored);
+        if stored > 0 {
+            self.forwarder.wake.notify_waiters();
+        }
     }
 
     /// Returns the job that is due now, or how long until one is.
@@ -189,23 +231,49 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             return Ok((Some(Job::Sync), Duration::ZERO));
         }
         let now = forwarder.clock.now_ms();
-        let (pending, interval) = self.plan_lists(now)?;
-        let listed = forwarder.store.listed_ms(SOURCE)?;
-        let due_at = listed.map_or(now, |at| at + millis_of(interval));
-        if !forwarder.settings().alerts.enabled {
-            return Ok((self.sync_due()?.then_some(Job::Sync), MAX_SLEEP));
+        let settings = forwarder.settings();
+        // Alerts held longer than the enrichment wait go out without
+        // their device; this sends no request.
+        if self.background.devices.release_expired()? > 0 {
+            forwarder.wake.notify_waiters();
         }
-        if now >= due_at && !self.detail_before_list(pending)? {
-            return Ok((Some(Job::List), Duration::ZERO));
+        let mut wake_at = now.saturating_add(millis_of(MAX_SLEEP));
+        // Whether the alert source could use more requests than its plan
+        // gives it; when it cannot, a background source may go past its
+        // share.
+        let mut alerts_saturated = true;
+        if settings.alerts.enabled {
+            let (pending, interval) = self.plan_lists(now)?;
+            let listed = forwarder.store.listed_ms(SOURCE)?;
+            let due_at = listed.map_or(now, |at| at + millis_of(interval));
+            if now >= due_at && !self.detail_before_list(pending)? {
+                return Ok((Some(Job::List), Duration::ZERO));
+            }
+            if forwarder.store.has_pending(SOURCE)? {
+                self.warn_if_backlog(pending)?;
+                return Ok((Some(Job::Detail), Duration::ZERO));
+            }
+            wake_at = wake_at.min(due_at);
+            alerts_saturated = interval <= settings.alerts.min_poll_interval;
         }
-        if forwarder.store.has_pending(SOURCE)? {
-            self.warn_if_backlog(pending)?;
-            return Ok((Some(Job::Detail), Duration::ZERO));
+        if self.background.devices.held_count()? > 0 {
+            return Ok((Some(Job::Enrich), Duration::ZERO));
         }
-        if self.sync_due()? {
-            return Ok((Some(Job::Sync), Duration::ZERO));
+        if let Some(release) = self.background.devices.next_release_ms()? {
+            wake_at = wake_at.min(release);
         }
-        Ok((None, Duration::from_millis((due_at - now) as u64)))
+        let pick = self.background.next(alerts_saturated)?;
+        if let Some(job) = pick.job {
+            return Ok((Some(Job::Background(job)), Duration::ZERO));
+        }
+        if let Some(due) = pick.next_due_ms {
+            wake_at = wake_at.min(due);
+        }
+        if pick.held_by_share {
+            // Its share grows with the day: look again in a while.
+            wake_at = wake_at.min(now + BACKGROUND_RECHECK_MS);
+        }
+        Ok((None, Duration::from_millis((wake_at - now).max(0) as u64)))
     }
 
     /// Whether a detail should go before a due list: after a list, when
@@ -263,8 +331,14 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         } else {
             0.0
         };
+        // The background sources' shares, or what they expect to need
+        // when that is less, are not the alert source's to plan with.
+        let background = self
+            .background
+            .demand(left_ms)
+            .map(|demand| reserved_for_background(&quota.shares, remaining, &demand))?;
         let (lists, floor) = plan::lists_affordable(&Demand {
-            remaining,
+            remaining: (remaining - background).max(0.0),
             pending: pending as f64,
             expected_details: expected,
             syncs,
