@@ -921,7 +921,8 @@ dhost=cam-lobby cs4Label=deviceName cs4=Lobby camera \
 cs5Label=deviceCategory cs5=Camera cs6Label=deviceType cs6=IP Camera \
 cn1Label=deviceThreat cn1=1 cn2Label=deviceSpoofed cn2=0 \
 cn3Label=deviceBlocked cn3=1 flexString1Label=deviceManufacturer \
-flexString1=Axis flexString2Label=deviceModel flexString2=M3045";
+flexString1=Axis flexString2Label=deviceModel flexString2=M3045 \
+IoTSecureAPIDeviceOsType=Linux IoTSecureAPIDeviceLocation=Lobby";
 
 #[test]
 fn timeline_example_matches_mapping_doc() {
