@@ -49,6 +49,7 @@ fn scenarios() -> Vec<Scenario> {
         burst,
         days: 2,
         warmup_days: 0,
+        fleet: 5,
     };
     vec![
         enterprise("enterprise-500", 500, None),
@@ -72,6 +73,7 @@ fn scenarios() -> Vec<Scenario> {
             burst: None,
             days: 3,
             warmup_days: 0,
+            fleet: 5,
         },
         Scenario {
             name: "demo-2",
@@ -80,30 +82,46 @@ fn scenarios() -> Vec<Scenario> {
             burst: None,
             days: 4,
             warmup_days: 0,
+            fleet: 5,
+        },
+        // Issue 4: the device sources on a large fleet, for the timeline
+        // coverage and the alert delay beside them.
+        Scenario {
+            name: "enterprise-500-fleet-5000",
+            fleet: 5_000,
+            ..enterprise("", 500, None)
         },
     ]
 }
 
 /// A simulator with no generated alerts, so every change is one the
 /// scenario injected.
-fn model(clock: Clock, license: License) -> Model {
+fn model(clock: Clock, license: License, fleet: usize) -> Model {
     let mut settings = SimSettings::new(clock);
     settings.api_keys = vec![API_KEY.to_owned()];
     settings.license = license;
     settings.since = Since::After;
     settings.devices = 5;
+    settings.fleet_size = Some(fleet);
     settings.alert_rate_per_hour = 0.0;
     Model::new(settings)
 }
 
-/// The forwarder's settings: defaults except the licence. The output
-/// is never opened, because the benchmark polls without delivering.
-fn settings(dir: &Path, license: License) -> Settings {
+/// The forwarder's settings: defaults except the licence, and on a
+/// fleet larger than the document's the timeline of every device. The
+/// output is never opened, because the benchmark polls without
+/// delivering.
+fn settings(dir: &Path, license: License, fleet: usize) -> Settings {
     std::fs::write(dir.join("api-key"), API_KEY).expect("write key file");
     let name = format!("{license:?}").to_lowercase();
+    let timeline = if fleet > 5 {
+        "[timeline]\npolicy = \"all\"\n\n"
+    } else {
+        ""
+    };
     let text = format!(
         "[api]\nurl = \"http://127.0.0.1:9/\"\napi_key_file = \"api-key\"\n\n\
-         [state]\npath = \"state.db\"\n\n[quota]\nlicense = \"{name}\"\n\n\
+         [state]\npath = \"state.db\"\n\n[quota]\nlicense = \"{name}\"\n\n{timeline}\
          [[output]]\nname = \"none\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n"
     );
     let path = dir.join("forwarder.toml");
@@ -134,10 +152,27 @@ fn main() {
             continue;
         }
         let changes = load::schedule(&scenario, SEED);
-        let ours = stats::figures(&scenario, &changes, &forwarder::run(&scenario, &changes));
+        let run = forwarder::run(&scenario, &changes);
+        let ours = stats::figures(&scenario, &changes, &run);
         let baseline = stats::figures(&scenario, &changes, &fixed::run(&scenario, &changes));
         print_scenario(&scenario, &ours, &baseline);
+        print_coverage(&scenario, &run);
     }
+}
+
+/// Prints the forwarder's device timeline coverage: `getDeviceTimeline`
+/// asks for one device, so its requests per day are devices polled.
+fn print_coverage(scenario: &Scenario, run: &stats::Run) {
+    let per_day: Vec<String> = run
+        .timeline_per_day
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "- timeline coverage, devices polled per day (of {}): {}\n",
+        scenario.fleet,
+        per_day.join(" / ")
+    );
 }
 
 fn print_scenario(scenario: &Scenario, ours: &Figures, baseline: &Figures) {

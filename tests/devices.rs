@@ -33,7 +33,7 @@ const UNUSED_OUTPUT: &str =
     "[[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
 
 /// Reaches back to 1971, so the first poll takes every device.
-const ALL_DEVICES: &str = "[devices]\nstart_from = \"20000d\"\n";
+const ALL_DEVICES: &str = "[timeline]\nenabled = false\n\n[devices]\nstart_from = \"20000d\"\n";
 
 struct Outputs {
     lf: Receiver,
@@ -128,7 +128,7 @@ async fn held_alert_is_enriched_with_its_device() {
     // Without the inventory the device table starts empty, so the
     // alerts of the ECG wait for one getDevice.
     let extra = format!(
-        "[devices]\nenabled = false\n\n{}",
+        "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n{}",
         output("siem", siem.addr, "tcp", "lf")
     );
     let dir = tempfile::tempdir().expect("temp dir");
@@ -235,7 +235,8 @@ async fn restart_while_held_loses_nothing() {
     let clock = Clock::manual(1_767_225_600_000);
     let model = common::quiet_model(clock.clone(), Since::After);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = &format!("[devices]\nenabled = false\n\n{UNUSED_OUTPUT}");
+    let config =
+        &format!("[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n{UNUSED_OUTPUT}");
 
     let held = {
         let forwarder = common::in_memory(dir.path(), &model, clock.clone(), config);
@@ -304,7 +305,7 @@ async fn spent_budget_releases_unenriched_after_wait() {
     let dir = tempfile::tempdir().expect("temp dir");
     // One listAlerts and seven getAlert spend the day.
     let config = format!(
-        "[quota]\ndaily_limit = {}\nsync = false\n\n[devices]\nenabled = false\n\n\
+        "[quota]\ndaily_limit = {}\nsync = false\n\n[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n\
          [enrichment]\nwait = \"2m\"\n\n{UNUSED_OUTPUT}",
         1 + RECENT_ALERTS
     );
@@ -344,8 +345,9 @@ async fn wait_zero_never_holds() {
     let clock = Clock::manual(1_767_225_600_000);
     let model = common::quiet_model(clock.clone(), Since::After);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config =
-        &format!("[devices]\nenabled = false\n\n[enrichment]\nwait = \"0s\"\n\n{UNUSED_OUTPUT}");
+    let config = &format!(
+        "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n[enrichment]\nwait = \"0s\"\n\n{UNUSED_OUTPUT}"
+    );
     let forwarder = common::in_memory(dir.path(), &model, clock, config);
     let report = forwarder.alert_source().cycle().await.expect("cycle");
     assert_eq!(report.held, 0, "{report:?}");
@@ -357,7 +359,8 @@ async fn missing_device_costs_one_request() {
     let clock = Clock::manual(1_767_225_600_000);
     let model = common::quiet_model(clock.clone(), Since::After);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = &format!("[devices]\nenabled = false\n\n{UNUSED_OUTPUT}");
+    let config =
+        &format!("[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n{UNUSED_OUTPUT}");
     let forwarder = common::in_memory(dir.path(), &model, clock.clone(), config);
     let lost = "AA:BB:CC:00:00:01";
     for id in ["900451", "900464"] {
@@ -390,8 +393,9 @@ async fn configured_filters_reach_list_devices() {
     let clock = Clock::manual(1_767_225_600_000);
     let model = common::quiet_model(clock.clone(), Since::After);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config =
-        format!("[devices]\ncategory = \"Medical Device\"\nthreat = false\n\n{UNUSED_OUTPUT}");
+    let config = format!(
+        "[timeline]\nenabled = false\n\n[devices]\ncategory = \"Medical Device\"\nthreat = false\n\n{UNUSED_OUTPUT}"
+    );
     let forwarder = common::in_memory(dir.path(), &model, clock, &config);
     let mut report = CycleReport::default();
     forwarder

@@ -248,10 +248,8 @@ async fn output_that_is_down_holds_back_only_itself() {
         let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         socket.local_addr().expect("address")
     };
-    // TODO: drop the zero wait once the scheduler fetches the devices of
-    // held alerts; until then `run` holds each alert for the whole wait.
     let config = [
-        "[enrichment]\nwait = \"0s\"\n".to_owned(),
+        common::ALERTS_ONLY.to_owned(),
         output("up", up.addr, "tcp", "lf"),
         output("down", down_addr, "tcp", "octet-counting"),
     ]

@@ -84,7 +84,8 @@ async fn scrape_matches_simulator_and_receiver() {
     let down = free_port();
     let listen = free_port();
     let extra = format!(
-        "[metrics]\nlisten = \"{listen}\"\n\n{}\n{}",
+        "{}[metrics]\nlisten = \"{listen}\"\n\n{}\n{}",
+        common::ALERTS_ONLY,
         output("siem", siem.addr, "tcp", "lf"),
         output("down", down, "tcp", "lf")
     );

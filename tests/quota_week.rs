@@ -83,13 +83,12 @@ impl Week {
         settings.seed = 42;
         let model = Model::new(settings);
         let name = format!("{license:?}").to_lowercase();
-        // TODO: use the default wait once the scheduler fetches the
-        // devices of held alerts. Until then `poll` releases held alerts
-        // only after the wait, without device fields.
+        // The alert source alone: tests/fleet_week.rs adds the device
+        // sources.
         let config = format!(
-            "[quota]\nlicense = \"{name}\"\n{extra}\n\n\
-             [enrichment]\nwait = \"0s\"\n\n\
-             [[output]]\nname = \"none\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n"
+            "[quota]\nlicense = \"{name}\"\n{extra}\n\n{}\
+             [[output]]\nname = \"none\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n",
+            common::ALERTS_ONLY
         );
         Week {
             dir: state_dir(),

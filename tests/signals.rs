@@ -40,8 +40,9 @@ fn model() -> Model {
 /// Config text after the `[api]`, `[state]` and `[format]` tables.
 fn extra(outputs: &[String]) -> String {
     format!(
-        "[quota]\ndaily_limit = 1000000\n\n[alerts]\nmin_poll_interval = \"1s\"\n\n\
+        "{}[quota]\ndaily_limit = 1000000\n\n[alerts]\nmin_poll_interval = \"1s\"\n\n\
          [service]\nshutdown_timeout = \"2s\"\n\n{}",
+        common::ALERTS_ONLY,
         outputs.join("\n")
     )
 }

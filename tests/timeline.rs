@@ -32,7 +32,7 @@ const HOSTILE: &str = "a|b\\c=d\r\ne\u{fc}\u{2603}\n<13>1 x cs1=forged";
 fn list_config(devices: &[String], outputs: &str) -> String {
     let quoted: Vec<String> = devices.iter().map(|d| format!("\"{d}\"")).collect();
     format!(
-        "[alerts]\nenabled = false\n\n[timeline]\npolicy = \"list\"\ndevices = [{}]\n\n{outputs}",
+        "[alerts]\nenabled = false\n\n[devices]\nenabled = false\n\n[timeline]\npolicy = \"list\"\ndevices = [{}]\n\n{outputs}",
         quoted.join(", ")
     )
 }

@@ -50,7 +50,7 @@ pub fn run(scenario: &Scenario, changes: &[Change]) -> Run {
 
 async fn poll(scenario: &Scenario, changes: &[Change]) -> Run {
     let clock = Clock::manual(START_MS);
-    let model = model(clock.clone(), scenario.license);
+    let model = model(clock.clone(), scenario.license, scenario.fleet);
     let mut poller = Poller {
         client: Client::new(InMemory {
             model: model.clone(),

@@ -24,13 +24,13 @@ use crate::{API_KEY, model};
 struct Recording {
     inner: InMemory,
     clock: Clock,
-    log: Arc<Mutex<Vec<i64>>>,
+    log: Arc<Mutex<Vec<(i64, &'static str)>>>,
 }
 
 impl Transport for Recording {
     async fn send(&self, call: &Call) -> Result<Reply, ApiError> {
         if let Ok(mut log) = self.log.lock() {
-            log.push(self.clock.now_ms());
+            log.push((self.clock.now_ms(), call.action));
         }
         self.inner.send(call).await
     }
@@ -55,7 +55,7 @@ pub fn run(scenario: &Scenario, changes: &[Change]) -> Run {
 
 async fn poll_in_virtual_time(scenario: &Scenario, changes: &[Change]) -> Run {
     let clock = Clock::tokio(START_MS);
-    let model = model(clock.clone(), scenario.license);
+    let model = model(clock.clone(), scenario.license, scenario.fleet);
     let dir = crate::state_dir();
     let log = Arc::new(Mutex::new(Vec::new()));
     let transport = Recording {
@@ -66,7 +66,7 @@ async fn poll_in_virtual_time(scenario: &Scenario, changes: &[Change]) -> Run {
         clock: clock.clone(),
         log: log.clone(),
     };
-    let settings = crate::settings(dir.path(), scenario.license);
+    let settings = crate::settings(dir.path(), scenario.license, scenario.fleet);
     let forwarder = Forwarder::open(settings, transport, clock).expect("forwarder opens");
 
     let stop = CancellationToken::new();
@@ -79,9 +79,21 @@ async fn poll_in_virtual_time(scenario: &Scenario, changes: &[Change]) -> Run {
     forwarder.poll(stop).await;
     driver.await.expect("change driver finishes");
 
-    let requests = log.lock().map(|log| log.clone()).unwrap_or_default();
+    let log = log.lock().map(|log| log.clone()).unwrap_or_default();
+    let requests = log.iter().map(|(at, _)| *at).collect();
+    let mut timeline_per_day =
+        vec![0; usize::try_from(scenario.run_ms() / 86_400_000 + 1).unwrap_or(1)];
+    for (at, action) in &log {
+        let day = usize::try_from((at - START_MS) / 86_400_000).unwrap_or(0);
+        if *action == "getDeviceTimeline" {
+            if let Some(count) = timeline_per_day.get_mut(day) {
+                *count += 1;
+            }
+        }
+    }
     Run {
         requests,
+        timeline_per_day,
         delivered: outbox(&dir.path().join("state.db")),
         limit_hits: model.limit_replies(),
         wall_s: 0.0,

@@ -49,6 +49,9 @@ pub struct Scenario {
     /// Leading days whose changes are not counted in the delays, so the
     /// figures show a forwarder that has seen earlier days.
     pub warmup_days: i64,
+    /// Devices in the simulated organization. Above the document's five,
+    /// the forwarder polls every device's timeline (`policy = "all"`).
+    pub fleet: usize,
 }
 
 impl Scenario {

@@ -17,6 +17,8 @@ pub struct Run {
     pub limit_hits: u64,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
+    /// `getDeviceTimeline` requests per day of the run.
+    pub timeline_per_day: Vec<usize>,
 }
 
 /// The figures of one row of the table.

@@ -141,6 +141,18 @@ pub struct DeviceSettings {
     pub filter: DeviceFilter,
 }
 
+impl DeviceSettings {
+    /// Whether the inventory sees every device change: it is enabled and
+    /// lists without a category, type or threat filter.
+    pub fn keeps_every_device_current(&self) -> bool {
+        let filter = &self.filter;
+        self.enabled
+            && filter.category.is_none()
+            && filter.device_type.is_none()
+            && filter.threat.is_none()
+    }
+}
+
 /// Settings of alert enrichment with device records.
 #[derive(Clone, Debug)]
 pub struct EnrichmentSettings {

@@ -99,9 +99,9 @@ pub struct RawShares {
 impl Default for RawShares {
     fn default() -> Self {
         RawShares {
-            alerts: 90.0,
-            devices: 3.0,
-            timeline: 7.0,
+            alerts: 94.0,
+            devices: 2.0,
+            timeline: 4.0,
         }
     }
 }

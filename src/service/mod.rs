@@ -147,6 +147,7 @@ impl<T: Transport> Forwarder<T> {
             settings.state.dedup_retention,
         )
         .with_enrichment(settings.enrichment.clone())
+        .with_current_inventory(settings.devices.keeps_every_device_current())
     }
 
     pub fn device_source(&self) -> DeviceSource<Budgeted<T>> {

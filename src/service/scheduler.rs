@@ -211,11 +211,13 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Ok(Duration::ZERO)
     }
 
-    /// Counts what a request stored and wakes the outputs.
+    /// Counts what a request stored, the held alerts it released
+    /// under the alert source, and wakes the outputs.
     fn stored(&self, source: &'static str, report: &CycleReport) {
-        let stored = report.stored + report.released;
-        self.forwarder.metrics.events_stored(source, stored);
-        if stored > 0 {
+        let metrics = &self.forwarder.metrics;
+        metrics.events_stored(source, report.stored);
+        metrics.events_stored(SOURCE, report.released);
+        if report.stored + report.released > 0 {
             self.forwarder.wake.notify_waiters();
         }
     }

@@ -43,6 +43,9 @@ pub struct AlertSource<T> {
     clock: Clock,
     settings: AlertSettings,
     enrichment: EnrichmentSettings,
+    /// Whether the device inventory refetches every device whose record
+    /// changes, so a stored record is current whatever its age.
+    inventory_current: bool,
     dedup_retention_ms: i64,
 }
 
@@ -67,6 +70,7 @@ impl<T: Transport> AlertSource<T> {
             clock,
             settings,
             enrichment: EnrichmentSettings::disabled(),
+            inventory_current: false,
             dedup_retention_ms: i64::try_from(dedup_retention.as_millis()).unwrap_or(i64::MAX),
         }
     }
@@ -74,6 +78,14 @@ impl<T: Transport> AlertSource<T> {
     /// Sets how alerts get their device's record; off by default.
     pub fn with_enrichment(mut self, enrichment: EnrichmentSettings) -> Self {
         self.enrichment = enrichment;
+        self
+    }
+
+    /// Tells the source that the device inventory runs unfiltered, so
+    /// stored device records are kept current and the TTL does not
+    /// apply: a record is fetched for an alert only when it is missing.
+    pub fn with_current_inventory(mut self, current: bool) -> Self {
+        self.inventory_current = current;
         self
     }
 
@@ -244,7 +256,9 @@ impl<T: Transport> AlertSource<T> {
         let ttl_ms = i64::try_from(self.enrichment.ttl.as_millis()).unwrap_or(i64::MAX);
         let holds = self.enrichment.holds_alerts();
         Ok(match known {
-            Some(known) if now_ms.saturating_sub(known.fetched_ms) < ttl_ms => {
+            Some(known)
+                if self.inventory_current || now_ms.saturating_sub(known.fetched_ms) < ttl_ms =>
+            {
                 Enrichment::Attach(Box::new(known.device))
             }
             _ if holds => Enrichment::Hold(device_id.to_owned()),

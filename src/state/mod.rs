@@ -45,6 +45,8 @@ pub enum StateError {
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
     pub seq: i64,
+    /// When the event was stored, in epoch milliseconds.
+    pub stored_ms: i64,
     /// The event, or why its stored JSON could not be read back.
     pub event: Result<Event, String>,
 }
@@ -262,13 +264,15 @@ impl Store {
     /// Outbox rows after `seq`, oldest first, at most `limit`.
     pub fn outbox_after(&self, seq: i64, limit: usize) -> Result<Vec<OutboxRow>, StateError> {
         let conn = self.conn();
-        let mut statement =
-            conn.prepare("SELECT seq, body FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut statement = conn.prepare(
+            "SELECT seq, body, stored_ms FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
         let rows = statement.query_map(params![seq, limit as i64], |row| {
             let seq: i64 = row.get(0)?;
             let body: String = row.get(1)?;
             Ok(OutboxRow {
                 seq,
+                stored_ms: row.get(2)?,
                 event: serde_json::from_str(&body).map_err(|error| error.to_string()),
             })
         })?;
