@@ -107,17 +107,20 @@ fn model(clock: Clock, license: License, fleet: usize) -> Model {
     Model::new(settings)
 }
 
-/// The forwarder's settings: defaults except the licence, and on a
-/// fleet larger than the document's the timeline of every device. The
-/// output is never opened, because the benchmark polls without
-/// delivering.
+/// The forwarder's settings: defaults except the licence, alerts only
+/// on the document's five devices, and the device sources with the
+/// timeline of every device on a larger fleet. The output is never
+/// opened, because the benchmark polls without delivering.
 fn settings(dir: &Path, license: License, fleet: usize) -> Settings {
     std::fs::write(dir.join("api-key"), API_KEY).expect("write key file");
     let name = format!("{license:?}").to_lowercase();
+    // Like the fixed-interval poller, the forwarder polls alerts only,
+    // except on the large fleet, which measures the device sources.
     let timeline = if fleet > 5 {
         "[timeline]\npolicy = \"all\"\n\n"
     } else {
-        ""
+        "[devices]\nenabled = false\n\n[timeline]\nenabled = false\n\n\
+         [enrichment]\nenabled = false\n\n"
     };
     let text = format!(
         "[api]\nurl = \"http://127.0.0.1:9/\"\napi_key_file = \"api-key\"\n\n\

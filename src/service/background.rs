@@ -5,7 +5,7 @@
 //! Each is held to its share of the day so far (`[quota.shares]`,
 //! [`within_share`]). When both are within their share, the one that has
 //! spent the smaller part of its share goes first. A source past its
-//! share still goes when the scheduler says the token would otherwise
+//! share still goes when the scheduler finds the token would otherwise
 //! go unused, which is how an unused share flows to the others.
 //!
 //! The requests each source spends are counted per UTC day in the
@@ -43,7 +43,7 @@ impl BackgroundJob {
     }
 }
 
-/// What [`Background::next`] found.
+/// The outcome of [`Background::next`].
 pub(super) struct Pick {
     pub job: Option<BackgroundJob>,
     /// When a background source next has work, if it has none now.
@@ -226,7 +226,7 @@ impl<'a, T: Transport> Background<'a, T> {
         Ok((budget.allowed(&day), fraction))
     }
 
-    /// The part of its share of the whole day a source has spent.
+    /// Returns the part of its share of the whole day a source has spent.
     fn used_part(&self, source: SourceKind) -> Result<f64, StateError> {
         let (allowed, _) = self.day_position()?;
         let share = self.forwarder.settings().quota.shares.of(source) * allowed as f64;

@@ -1,13 +1,14 @@
-//! `status`: today's request ledger, the pacing plan, cursors, pending
-//! ids and outbox depth, read from the state database while the daemon
-//! runs. The database is opened read-only; WAL lets it read without
-//! blocking the daemon's writes.
+//! `status`: today's request ledger and each source's part of it, the
+//! pacing plan, cursors, pending ids, held alerts and outbox depth, read
+//! from the state database while the daemon runs. The database is
+//! opened read-only; WAL lets it read without blocking the daemon's
+//! writes.
 
 use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::budget::{Budget, next_day_start_ms, planned_period_ms};
+use crate::budget::{Budget, SourceKind, day_start_ms, next_day_start_ms, planned_period_ms};
 use crate::clock::{Clock, datetime_from_ms};
 use crate::config::Settings;
 use crate::source::alerts::SOURCE;
@@ -36,6 +37,10 @@ pub struct Status {
     pub next_request_after: Option<String>,
     pub cursors: Vec<Cursor>,
     pub pending: Vec<Pending>,
+    /// Alerts waiting for their device record.
+    pub held_alerts: i64,
+    /// Requests each source spent today, with its share of the day.
+    pub sources: Vec<SourceSpend>,
     pub outputs: Vec<Output>,
     pub overlap_refetches: i64,
     pub duplicates_dropped: i64,
@@ -53,6 +58,14 @@ pub struct Cursor {
 pub struct Pending {
     pub source: String,
     pub ids: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceSpend {
+    pub source: String,
+    pub requests_today: i64,
+    /// Its share of the day's requests, in percent.
+    pub share_percent: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,14 +123,46 @@ pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
                 time: stamp(value.saturating_mul(1000)),
             })
             .collect(),
-        pending: vec![Pending {
-            source: SOURCE.to_owned(),
-            ids: store.pending_count(SOURCE)?,
-        }],
+        pending: vec![
+            Pending {
+                source: SOURCE.to_owned(),
+                ids: store.pending_count(SOURCE)?,
+            },
+            Pending {
+                source: crate::source::devices::SOURCE.to_owned(),
+                ids: store.pending_count(crate::source::devices::SOURCE)?,
+            },
+        ],
+        held_alerts: store.held_count()?,
+        sources: source_spend(&store, &settings.quota, day_start_ms(now))?,
         outputs,
         overlap_refetches: store.counter("overlap_refetches")?,
         duplicates_dropped: store.counter("duplicates_dropped")?,
     })
+}
+
+/// Reads the requests each source spent in the UTC day starting at
+/// `today`; the scheduler counts them under `spent.<source>`.
+fn source_spend(
+    store: &Store,
+    quota: &crate::config::QuotaSettings,
+    today: i64,
+) -> Result<Vec<SourceSpend>, StateError> {
+    let counted_today = store.counter("spent.day")? == today;
+    let mut sources = Vec::new();
+    for source in SourceKind::ALL {
+        let requests_today = if counted_today {
+            store.counter(&format!("spent.{}", source.name()))?
+        } else {
+            0
+        };
+        sources.push(SourceSpend {
+            source: source.name().to_owned(),
+            requests_today,
+            share_percent: quota.shares.of(source) * 100.0,
+        });
+    }
+    Ok(sources)
 }
 
 impl Status {
@@ -154,6 +199,13 @@ impl Status {
         }
         for pending in &self.pending {
             lines.push(format!("pending {:<12} {}", pending.source, pending.ids));
+        }
+        lines.push(format!("held for device      {} alerts", self.held_alerts));
+        for source in &self.sources {
+            lines.push(format!(
+                "spent {:<14} {} requests today ({:.0} % share)",
+                source.source, source.requests_today, source.share_percent
+            ));
         }
         for output in &self.outputs {
             lines.push(format!(
