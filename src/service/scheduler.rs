@@ -134,18 +134,31 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     pub async fn run(&mut self, shutdown: &CancellationToken) {
         while !shutdown.is_cancelled() {
             let wait = match self.step().await {
-                Ok(wait) => wait,
+                // The plan changes at each UTC hour and day turn: a wait
+                // planned from the end of a spent day must not run past
+                // it. A backoff after a failure keeps its length.
+                Ok(wait) => wait.min(self.until_next_hour()),
                 Err(error) => self.after_failure(&error),
             };
-            self.forwarder.heartbeat.beat(wait.min(MAX_SLEEP));
+            let wait = wait.min(MAX_SLEEP);
+            self.forwarder.heartbeat.beat(wait);
             if wait.is_zero() {
                 continue;
             }
             tokio::select! {
-                () = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => {}
             }
         }
+    }
+
+    /// Time until just after the next full hour on the server's clock,
+    /// when the pacer replans and, at 00:00, the day's budget renews.
+    fn until_next_hour(&self) -> Duration {
+        const HOUR_MS: i64 = 3_600_000;
+        let now = self.forwarder.budget.server_now_ms();
+        let left = HOUR_MS - now.rem_euclid(HOUR_MS) + 1_000;
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
     }
 
     /// Sends at most one request; returns how long to wait before the
