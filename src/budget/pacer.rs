@@ -219,6 +219,17 @@ impl Pacer {
     }
 }
 
+/// Checks whether today's budget can spare requests beyond what the
+/// plan keeps for alerts: it is above the floor of
+/// [`Pacer::check_borrowing`], and the day's last hour, whose share is
+/// held for alert lists, has not begun. A background source past its
+/// share may go only then.
+pub fn can_spare(budget: &Budget) -> Result<bool, StateError> {
+    let now = budget.server_now_ms();
+    let in_last_hour = now >= next_day_start_ms(now) - TAIL_MS;
+    Ok(!in_last_hour && may_borrow(budget)?)
+}
+
 /// Checks whether one request beyond the plan leaves today's budget above the
 /// floor that [`Pacer::check_borrowing`] describes.
 fn may_borrow(budget: &Budget) -> Result<bool, StateError> {

@@ -31,7 +31,7 @@ use super::background::{self, Background, BackgroundJob};
 use super::plan::{self, Activity, Demand, HourTally, Profile};
 use crate::api::{ErrorKind, Transport};
 use crate::budget::{
-    Pacer, Permit, SourceKind, day_start_ms, next_day_start_ms, reserved_for_background,
+    Pacer, Permit, SourceKind, can_spare, day_start_ms, next_day_start_ms, reserved_for_background,
 };
 use crate::logging::{Repeats, Verdict};
 use crate::source::alerts::SOURCE;
@@ -224,6 +224,25 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Ok(Duration::ZERO)
     }
 
+    /// Whether today's remaining budget exceeds what alerts could spend
+    /// listing at `min_poll_interval` until 00:00 UTC and fetching the
+    /// `pending` details, with the last hour's share on top.
+    fn more_than_alerts_can_use(
+        &self,
+        pending: i64,
+        min_poll_interval: Duration,
+    ) -> Result<bool, SourceError> {
+        let budget = &self.forwarder.budget;
+        let day = budget.ledger()?;
+        let allowed = budget.allowed(&day);
+        let remaining = (allowed - day.effective_used()) as f64;
+        let now = budget.server_now_ms();
+        let left_ms = (next_day_start_ms(now) - now).max(0) as f64;
+        let lists = left_ms / (min_poll_interval.as_millis().max(1) as f64);
+        let tail = allowed as f64 / 24.0;
+        Ok(remaining > lists + pending as f64 + tail)
+    }
+
     /// Counts what a request stored, the held alerts it released
     /// under the alert source, and wakes the outputs.
     fn stored(&self, source: &'static str, report: &CycleReport) {
@@ -269,7 +288,8 @@ impl<'a, T: Transport> Scheduler<'a, T> {
                 return Ok((Some(Job::Detail), Duration::ZERO));
             }
             wake_at = wake_at.min(due_at);
-            alerts_saturated = interval <= settings.alerts.min_poll_interval;
+            alerts_saturated = interval <= settings.alerts.min_poll_interval
+                && self.more_than_alerts_can_use(pending, settings.alerts.min_poll_interval)?;
         }
         if self.background.devices.held_count()? > 0 {
             return Ok((Some(Job::Enrich), Duration::ZERO));
@@ -277,7 +297,11 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         if let Some(release) = self.background.devices.next_release_ms()? {
             wake_at = wake_at.min(release);
         }
-        let pick = self.background.next(alerts_saturated)?;
+        // Past their share, background sources take only what the alert
+        // plan cannot use and the day can spare: never the last hour's
+        // share, which keeps alerts listed until 00:00 UTC.
+        let flow = alerts_saturated && can_spare(&forwarder.budget)?;
+        let pick = self.background.next(flow)?;
         if let Some(job) = pick.job {
             return Ok((Some(Job::Background(job)), Duration::ZERO));
         }
