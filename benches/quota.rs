@@ -84,8 +84,8 @@ fn scenarios() -> Vec<Scenario> {
             warmup_days: 0,
             fleet: 5,
         },
-        // Issue 4: the device sources on a large fleet, for the timeline
-        // coverage and the alert delay beside them.
+        // The device sources on a large fleet: the timeline coverage and
+        // the alert delay beside them.
         Scenario {
             name: "enterprise-500-fleet-5000",
             fleet: 5_000,
@@ -107,7 +107,7 @@ fn model(clock: Clock, license: License, fleet: usize) -> Model {
     Model::new(settings)
 }
 
-/// The forwarder's settings: defaults except the licence, alerts only
+/// Builds the forwarder's settings: defaults except the licence, alerts only
 /// on the document's five devices, and the device sources with the
 /// timeline of every device on a larger fleet. The output is never
 /// opened, because the benchmark polls without delivering.
@@ -164,7 +164,7 @@ fn main() {
 }
 
 /// Prints the forwarder's device timeline coverage: `getDeviceTimeline`
-/// asks for one device, so its requests per day are devices polled.
+/// requests one device, so its requests per day are devices polled.
 fn print_coverage(scenario: &Scenario, run: &stats::Run) {
     let per_day: Vec<String> = run
         .timeline_per_day

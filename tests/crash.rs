@@ -56,8 +56,8 @@ async fn killed_before_delivery_sends_once() {
     // in the outbox.
     let siem = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
-    // TODO: drop the zero wait once the scheduler fetches the devices of
-    // held alerts; until then `run` holds each alert for the whole wait.
+    // With a zero wait, alerts go to the outbox without waiting for a
+    // device fetch, so the outbox contains only alert events.
     let extra = format!(
         "{}[alerts]
 min_poll_interval = \"1s\"

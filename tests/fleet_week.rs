@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use iotsecure_forwarder::api::{ApiError, Call, License, Reply, Transport};
+use iotsecure_forwarder::api::License;
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::event::Event;
 use iotsecure_forwarder::service::Forwarder;
 use iotsecure_forwarder::sim::{InMemory, Model, SimSettings, Since};
+
+use common::Recording;
 
 /// 2026-12-07T00:00:00Z, a Monday.
 const WEEK_START_MS: i64 = 1_796_601_600_000;
@@ -34,23 +36,6 @@ const ALERTS_ONLY: &str = "[devices]\nenabled = false\n\n[timeline]\nenabled = f
                            [enrichment]\nenabled = false\n";
 
 const WITH_DEVICES: &str = "[timeline]\npolicy = \"all\"\n";
-
-/// A transport that notes the time and action of every request.
-#[derive(Clone)]
-struct Recording {
-    inner: InMemory,
-    clock: Clock,
-    log: Arc<Mutex<Vec<(i64, &'static str)>>>,
-}
-
-impl Transport for Recording {
-    async fn send(&self, call: &Call) -> Result<Reply, ApiError> {
-        if let Ok(mut log) = self.log.lock() {
-            log.push((self.clock.now_ms(), call.action));
-        }
-        self.inner.send(call).await
-    }
-}
 
 struct Outcome {
     /// The simulator's highest request count in one UTC day.
@@ -162,7 +147,7 @@ fn shm_or_tmp() -> std::path::PathBuf {
 }
 
 #[tokio::test(start_paused = true)]
-async fn device_sources_stay_in_quota_and_keep_alerts_first() {
+async fn device_sources_week_on_fleet() {
     let alone = run_week(ALERTS_ONLY).await;
     let with = run_week(WITH_DEVICES).await;
     eprintln!(
@@ -179,10 +164,12 @@ async fn device_sources_stay_in_quota_and_keep_alerts_first() {
         with.inventory_events,
         with.timeline_per_day
     );
+
     for (case, outcome) in [("alerts only", &alone), ("with devices", &with)] {
         assert!(outcome.peak <= 5_000, "{case}: {} in a day", outcome.peak);
         assert_eq!(outcome.limit_replies, 0, "{case}: limit replies");
     }
+
     // The same alert changes arrive, give or take the last one or two,
     // which one run may fetch just before the week ends.
     assert!(
@@ -197,8 +184,10 @@ async fn device_sources_stay_in_quota_and_keep_alerts_first() {
         with.mean_delay_s,
         alone.mean_delay_s
     );
+
     assert!(with.enriched > 0, "no alert was enriched");
     assert!(with.inventory_events > 0, "no inventory event");
+
     for day in 0..7 {
         let polled = with.timeline_per_day.get(&day).copied().unwrap_or(0);
         assert!(polled >= 100, "day {day}: {polled} timeline polls");

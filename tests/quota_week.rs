@@ -15,35 +15,19 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use iotsecure_forwarder::api::{ApiError, Call, License, Reply, Transport};
+use iotsecure_forwarder::api::License;
 use iotsecure_forwarder::budget::day_start_ms;
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::event::Event;
 use iotsecure_forwarder::service::Forwarder;
 use iotsecure_forwarder::sim::{InMemory, Model, SimSettings, Since};
 
+use common::Recording;
+
 /// 2026-12-07T00:00:00Z, a Monday.
 const WEEK_START_MS: i64 = 1_796_601_600_000;
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
-
-/// A transport that notes the time and action of every request that
-/// reaches the simulator.
-#[derive(Clone)]
-struct Recording {
-    inner: InMemory,
-    clock: Clock,
-    log: Arc<Mutex<Vec<(i64, &'static str)>>>,
-}
-
-impl Transport for Recording {
-    async fn send(&self, call: &Call) -> Result<Reply, ApiError> {
-        if let Ok(mut log) = self.log.lock() {
-            log.push((self.clock.now_ms(), call.action));
-        }
-        self.inner.send(call).await
-    }
-}
 
 struct Week {
     dir: tempfile::TempDir,

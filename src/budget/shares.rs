@@ -4,11 +4,12 @@
 //! token the pacer grants while it has work. The device inventory and
 //! the timeline run in the gaps, each held to its share of the day so
 //! far, and the alert source plans its list interval without the
-//! requests the others are entitled to and expect to use. A share a
-//! source leaves unused flows to the others: the alert plan reserves for
-//! a background source only what that source expects to spend, and a
-//! background source may go past its share when no other source wants
-//! the token.
+//! requests the others are entitled to and expect to use.
+//!
+//! A share a source leaves unused flows to the others. The alert plan
+//! reserves for a background source only what that source expects to
+//! spend, and a background source may go past its share when no other
+//! source can use the token.
 
 use serde::Serialize;
 
@@ -101,7 +102,7 @@ pub fn reserved_for_background(
         .sum()
 }
 
-/// Whether a background source that spent `used` requests today is
+/// Checks whether a background source that spent `used` requests today is
 /// still within its share at `day_fraction` (0 at 00:00 UTC, 1 at the
 /// end of the day) of a day with `allowed` requests. It may run one
 /// hour's worth of its share ahead of the even pace. On a small licence
@@ -151,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn background_source_keeps_to_its_share_of_the_day_so_far() {
+    fn background_share_follows_the_day() {
         let shares = Shares::from_weights(90.0, 0.0, 10.0).expect("valid");
         // 10 % of 4,800 is 480 a day, 20 an hour: at noon 240 + 20.
         assert!(within_share(&shares, SourceKind::Timeline, 259, 4_800, 0.5));

@@ -142,7 +142,7 @@ pub struct DeviceSettings {
 }
 
 impl DeviceSettings {
-    /// Whether the inventory sees every device change: it is enabled and
+    /// Checks whether the inventory lists every device change: it is enabled and
     /// lists without a category, type or threat filter.
     pub fn keeps_every_device_current(&self) -> bool {
         let filter = &self.filter;

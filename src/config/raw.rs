@@ -250,7 +250,7 @@ pub struct RawEnrichment {
     /// enriches an alert.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
-    /// Maximum time an alert waits for its device; 0 never holds alerts.
+    /// Maximum time an alert waits for its device; 0 sends them at once.
     #[serde(with = "humantime_serde")]
     pub wait: Duration,
 }

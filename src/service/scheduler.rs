@@ -10,7 +10,7 @@
 //! A list is due when the list interval has passed since the last one.
 //! The interval is what is left of the day divided by the requests left
 //! for listing, shortened while changes are arriving and lengthened in
-//! quiet spells; `plan` computes both from today's remaining budget, the
+//! quiet spells. `plan` computes both from today's remaining budget, the
 //! pending details, the details expected for the rest of the day and
 //! the syncs. Details go at once when the pacer has a token or the day's
 //! remaining budget can spare one beyond the plan
@@ -60,8 +60,8 @@ enum Job {
 }
 
 impl Job {
-    /// The source whose share the request counts against; a sync serves
-    /// them all and counts against none.
+    /// Returns the source whose share the request counts against. A sync
+    /// serves every source, so it counts against none.
     fn source(&self) -> Option<SourceKind> {
         match self {
             Job::List | Job::Detail | Job::Enrich => Some(SourceKind::Alerts),
@@ -224,7 +224,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         Ok(Duration::ZERO)
     }
 
-    /// Whether today's remaining budget exceeds what alerts could spend
+    /// Checks whether today's remaining budget exceeds what alerts could spend
     /// listing at `min_poll_interval` until 00:00 UTC and fetching the
     /// `pending` details, with the last hour's share on top.
     fn more_than_alerts_can_use(

@@ -147,7 +147,7 @@ impl Model {
             .push_event(device_id, created_ms, Origin::Control, event);
     }
 
-    /// The shape of `getDeviceTimeline` replies.
+    /// Returns the shape of `getDeviceTimeline` replies.
     pub fn timeline_shape(&self) -> TimelineShape {
         self.lock().timeline_shape
     }
@@ -168,7 +168,7 @@ impl Model {
         self.lock().device_timeline_shapes.insert(id, shape);
     }
 
-    /// The generator's device change rates in force.
+    /// Returns the generator's device change rates in force.
     pub fn device_rates(&self) -> DeviceRates {
         self.lock().generator.device_rates()
     }

@@ -35,7 +35,7 @@ pub(crate) struct State {
     pub(crate) timeline_shape: TimelineShape,
     /// Timeline replies sent in the rotating shape, which picks the next.
     pub(crate) rotated_replies: usize,
-    /// Devices that answer in their own shape, whatever the model's.
+    /// Devices whose replies take their own shape, whatever the model's.
     pub(crate) device_timeline_shapes: std::collections::HashMap<String, TimelineShape>,
 }
 

@@ -32,7 +32,7 @@ pub enum TimelineShape {
     /// Each of the shapes above in turn, one per reply, in the order
     /// they are listed here.
     Rotate,
-    /// A bare JSON string that holds no event, which a client must not
+    /// A bare JSON string that contains no event, which a client must not
     /// understand: `"2 timeline events"`. Not part of the rotation.
     Unknown,
 }

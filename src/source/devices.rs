@@ -11,7 +11,7 @@
 //! the alerts held for the device and the removal of the pending id
 //! share one transaction.
 //!
-//! Held alerts: the alert source holds an alert whose device has no
+//! Held alerts: the alert source keeps back an alert whose device has no
 //! record fresher than the enrichment TTL. [`DeviceSource::fetch_held`]
 //! spends one `getDevice` on the device of the oldest held alert and
 //! releases every alert held for it, enriched. When the budget has no
@@ -200,8 +200,8 @@ impl<T: Transport> DeviceSource<T> {
     }
 
     /// Sends alerts held longer than the enrichment `wait` without their
-    /// device, and every held alert when enrichment no longer holds
-    /// alerts. Sends no request. Returns how many reached the outbox.
+    /// device, and every held alert when enrichment no longer waits for
+    /// devices. Sends no request. Returns how many reached the outbox.
     pub fn release_expired(&self) -> Result<usize, SourceError> {
         let now = self.clock.now_ms();
         let cutoff = if self.enrichment.holds_alerts() {

@@ -11,9 +11,10 @@
 //! seen twice.
 //!
 //! The events of a reply, their dedup keys and the device's new poll
-//! time are stored in one transaction. A crash before it polls the same
-//! window again; a crash after it loses nothing, since the outbox keeps
-//! the events until every output has them.
+//! time are stored in one transaction. After a crash before the commit,
+//! the next poll requests the same window again. A crash after it loses
+//! nothing, because the outbox keeps the events until every output has
+//! them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -5,11 +5,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
+use iotsecure_forwarder::api::{ApiError, Call, Reply, Transport};
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::config::{self, Settings};
 use iotsecure_forwarder::listen::{self, Received};
@@ -153,4 +155,22 @@ pub fn cef_fields(message: &str) -> std::collections::BTreeMap<String, String> {
     let at = message.find("CEF:0|").expect("message carries CEF");
     let record = iotsecure_forwarder::format::parse_cef(&message[at..]).expect("CEF parses");
     record.extension.into_iter().collect()
+}
+
+/// A transport that notes the time and action of every request that
+/// reaches the simulator.
+#[derive(Clone)]
+pub struct Recording {
+    pub inner: InMemory,
+    pub clock: Clock,
+    pub log: Arc<Mutex<Vec<(i64, &'static str)>>>,
+}
+
+impl Transport for Recording {
+    async fn send(&self, call: &Call) -> Result<Reply, ApiError> {
+        if let Ok(mut log) = self.log.lock() {
+            log.push((self.clock.now_ms(), call.action));
+        }
+        self.inner.send(call).await
+    }
 }
