@@ -413,3 +413,61 @@ async fn configured_filters_reach_list_devices() {
     assert!(list.contains("&modified="), "{list}");
     assert_eq!(report.requests, 1);
 }
+
+/// Runs the poll loop for `minutes` of virtual time with `shares`, and
+/// returns the alert rows of the outbox with their store time, plus the
+/// devices pending afterwards.
+async fn poll_with_shares(shares: &str, minutes: u64) -> (Vec<(i64, bool)>, Vec<String>) {
+    let start_ms = 1_767_225_600_000;
+    let clock = Clock::tokio(start_ms);
+    let model = common::quiet_model(clock.clone(), Since::After);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config =
+        format!("[quota.shares]\n{shares}\n\n[timeline]\nenabled = false\n\n{UNUSED_OUTPUT}");
+    let forwarder = common::in_memory(dir.path(), &model, clock.clone(), &config);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(minutes * 60)).await;
+            stop.cancel();
+        })
+    };
+    forwarder.poll(stop).await;
+    timer.await.expect("timer");
+    let rows = forwarder.store.outbox_after(0, 100).expect("outbox");
+    let alerts = rows
+        .into_iter()
+        .filter_map(|row| match row.event {
+            Ok(iotsecure_forwarder::event::Event::Alert(alert)) => {
+                Some((row.stored_ms - start_ms, alert.device.is_some()))
+            }
+            _ => None,
+        })
+        .collect();
+    let pending = forwarder.store.pending(DEVICES, 100).expect("pending");
+    (alerts, pending)
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_share_pays_for_held_alerts() {
+    let (alerts, _) = poll_with_shares("alerts = 94\ndevices = 4\ntimeline = 2", 10).await;
+    assert_eq!(alerts.len(), RECENT_ALERTS);
+    assert!(alerts.iter().all(|(_, enriched)| *enriched), "{alerts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_device_share_releases_at_once() {
+    let (alerts, pending) = poll_with_shares("alerts = 100\ndevices = 0\ntimeline = 0", 10).await;
+    assert_eq!(alerts.len(), RECENT_ALERTS);
+    // None waited out the two-minute enrichment wait.
+    for (stored_after_ms, enriched) in &alerts {
+        assert!(!enriched, "no device was fetched");
+        assert!(
+            *stored_after_ms < 60_000,
+            "stored after {stored_after_ms} ms"
+        );
+    }
+    // Their devices go first when the inventory has room.
+    assert!(pending.iter().any(|id| id == ECG), "{pending:?}");
+}

@@ -100,8 +100,8 @@ impl Default for RawShares {
     fn default() -> Self {
         RawShares {
             alerts: 94.0,
-            devices: 2.0,
-            timeline: 4.0,
+            devices: 4.0,
+            timeline: 2.0,
         }
     }
 }

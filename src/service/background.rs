@@ -80,14 +80,26 @@ impl<'a, T: Transport> Background<'a, T> {
 
     /// Requests each background source expects to want in the `left_ms`
     /// left of the day: the device list at its interval plus the pending
-    /// ids, and one timeline poll per selected device per interval.
+    /// ids, plus the devices of held alerts and the device share's pace
+    /// so far today when enrichment keeps alerts back; and one timeline poll
+    /// per selected device per interval.
     pub(super) fn demand(&self, left_ms: f64) -> Result<Vec<(SourceKind, f64)>, SourceError> {
         let settings = self.forwarder.settings();
         let mut demand = Vec::with_capacity(2);
+        let mut devices = 0.0;
         if self.devices_enabled() {
             let interval = settings.devices.min_poll_interval.as_millis().max(1) as f64;
             let pending = self.devices.pending_count()? as f64;
-            demand.push((SourceKind::Devices, left_ms / interval + pending));
+            devices += left_ms / interval + pending;
+        }
+        if settings.enrichment.holds_alerts() {
+            let (_, fraction) = self.day_position()?;
+            let elapsed_ms = (fraction * DAY_MS as f64).max(3_600_000.0);
+            let pace = self.spent(SourceKind::Devices)? as f64 / elapsed_ms;
+            devices += self.devices.held_count()? as f64 + pace * left_ms;
+        }
+        if self.devices_enabled() || settings.enrichment.holds_alerts() {
+            demand.push((SourceKind::Devices, devices));
         }
         if self.timeline_enabled() {
             let interval = settings.timeline.min_interval.as_millis().max(1) as f64;
@@ -134,7 +146,7 @@ impl<'a, T: Transport> Background<'a, T> {
         let shares = &settings.quota.shares;
         let mut within = Vec::with_capacity(2);
         for (source, part) in &ready {
-            let used = self.spent(*source)?;
+            let used = self.spent(*source)? + self.kept_back(*source, allowed);
             if within_share(shares, *source, used, allowed, fraction) {
                 within.push((*source, *part));
             }
@@ -224,6 +236,37 @@ impl<'a, T: Transport> Background<'a, T> {
         let now = budget.server_now_ms();
         let fraction = (now - day_start_ms(now)) as f64 / DAY_MS as f64;
         Ok((budget.allowed(&day), fraction))
+    }
+
+    /// Checks whether a `getDevice` for held alerts may go now: within
+    /// the device share, including the hour ahead that the inventory
+    /// leaves to it, or past it with `flow`.
+    pub(super) fn enrichment_has_room(&self, flow: bool) -> Result<bool, StateError> {
+        if flow {
+            return Ok(true);
+        }
+        let (allowed, fraction) = self.day_position()?;
+        let settings = self.forwarder.settings();
+        let used = self.spent(SourceKind::Devices)?;
+        Ok(within_share(
+            &settings.quota.shares,
+            SourceKind::Devices,
+            used,
+            allowed,
+            fraction,
+        ))
+    }
+
+    /// Requests of its share a source leaves to others: the inventory
+    /// keeps to the even pace of the device share when enrichment keeps
+    /// alerts back, so the hour ahead stays free for their devices.
+    fn kept_back(&self, source: SourceKind, allowed: i64) -> i64 {
+        let settings = self.forwarder.settings();
+        if source != SourceKind::Devices || !settings.enrichment.holds_alerts() {
+            return 0;
+        }
+        let per_day = settings.quota.shares.of(source) * allowed as f64;
+        (per_day / 24.0).ceil() as i64
     }
 
     /// Returns the part of its share of the whole day a source has spent.

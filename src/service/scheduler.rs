@@ -64,7 +64,10 @@ impl Job {
     /// serves every source, so it counts against none.
     fn source(&self) -> Option<SourceKind> {
         match self {
-            Job::List | Job::Detail | Job::Enrich => Some(SourceKind::Alerts),
+            Job::List | Job::Detail => Some(SourceKind::Alerts),
+            // A device record is the device share's to buy, whether the
+            // inventory or an alert asks for it.
+            Job::Enrich => Some(SourceKind::Devices),
             Job::Background(job) => Some(job.source()),
             Job::Sync => None,
         }
@@ -291,16 +294,24 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             alerts_saturated = interval <= settings.alerts.min_poll_interval
                 && self.more_than_alerts_can_use(pending, settings.alerts.min_poll_interval)?;
         }
-        if self.background.devices.held_count()? > 0 {
-            return Ok((Some(Job::Enrich), Duration::ZERO));
-        }
-        if let Some(release) = self.background.devices.next_release_ms()? {
-            wake_at = wake_at.min(release);
-        }
         // Past their share, background sources take only what the alert
         // plan cannot use and the day can spare: never the last hour's
         // share, which keeps alerts listed until 00:00 UTC.
         let flow = alerts_saturated && can_spare(&forwarder.budget)?;
+        if self.background.devices.held_count()? > 0 {
+            // Held alerts come first within the device share. When it has
+            // no room they go out now: waiting for the share to grow would
+            // delay alerts for the sake of background work.
+            if self.background.enrichment_has_room(flow)? {
+                return Ok((Some(Job::Enrich), Duration::ZERO));
+            }
+            if self.background.devices.release_unaffordable()? > 0 {
+                forwarder.wake.notify_waiters();
+            }
+        }
+        if let Some(release) = self.background.devices.next_release_ms()? {
+            wake_at = wake_at.min(release);
+        }
         let pick = self.background.next(flow)?;
         if let Some(job) = pick.job {
             return Ok((Some(Job::Background(job)), Duration::ZERO));

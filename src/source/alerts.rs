@@ -229,7 +229,7 @@ impl<T: Transport> AlertSource<T> {
             now
         };
         let expires = now.saturating_add(self.dedup_retention_ms);
-        let released = self.store.release_held_before(cutoff, now, expires)?;
+        let released = self.store.release_held_before(cutoff, now, expires, None)?;
         if released > 0 {
             tracing::info!(
                 released,

@@ -14,9 +14,14 @@
 //! Held alerts: the alert source keeps back an alert whose device has no
 //! record fresher than the enrichment TTL. [`DeviceSource::fetch_held`]
 //! spends one `getDevice` on the device of the oldest held alert and
-//! releases every alert held for it, enriched. When the budget has no
-//! room, [`DeviceSource::release_expired`] sends alerts held longer than
-//! the enrichment `wait` without their device, at no request.
+//! releases every alert held for it, enriched. That request counts
+//! against the device share. When the share has no room,
+//! [`DeviceSource::release_unaffordable`] sends the held alerts at once
+//! without their device. When a fetch fails, the alerts wait, and
+//! [`DeviceSource::release_expired`] sends those held past the
+//! enrichment `wait`. Neither sends a request.
+//! The devices of alerts sent that way go first among the inventory's
+//! pending ids, so the next alerts on them are enriched.
 
 use std::sync::Arc;
 
@@ -209,9 +214,7 @@ impl<T: Transport> DeviceSource<T> {
         } else {
             now
         };
-        let released = self
-            .store
-            .release_held_before(cutoff, now, self.dedup_expires(now))?;
+        let released = self.release_held_before(cutoff, now)?;
         if released > 0 {
             tracing::info!(
                 released,
@@ -219,6 +222,30 @@ impl<T: Transport> DeviceSource<T> {
             );
         }
         Ok(released)
+    }
+
+    /// Sends every held alert without its device, because the device
+    /// share has no room for a `getDevice` now. Sends no request; returns
+    /// how many reached the outbox.
+    pub fn release_unaffordable(&self) -> Result<usize, SourceError> {
+        let now = self.clock.now_ms();
+        let released = self.release_held_before(now, now)?;
+        if released > 0 {
+            tracing::debug!(
+                released,
+                "held alerts sent without device fields: the device share has no room now"
+            );
+        }
+        Ok(released)
+    }
+
+    /// Releases un-enriched the alerts held at or before `cutoff`. While
+    /// the inventory runs, their devices become its first pending ids.
+    fn release_held_before(&self, cutoff: i64, now: i64) -> Result<usize, SourceError> {
+        let queue = self.settings.enabled.then_some(SOURCE);
+        Ok(self
+            .store
+            .release_held_before(cutoff, now, self.dedup_expires(now), queue)?)
     }
 
     async fn fetch_device(&self, id: &str) -> Result<Device, ApiError> {

@@ -183,15 +183,27 @@ impl Store {
     }
 
     /// Releases un-enriched every alert held at or before `held_until_ms`,
-    /// and returns how many reached the outbox.
+    /// and returns how many reached the outbox. With `queue_devices`, the
+    /// devices of those alerts become pending ids of that source in the
+    /// same transaction, ahead of the listed ones, so that the next
+    /// alerts on them find a record.
     pub fn release_held_before(
         &self,
         held_until_ms: i64,
         now_ms: i64,
         dedup_expires_ms: i64,
+        queue_devices: Option<&str>,
     ) -> Result<usize, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let Some(source) = queue_devices {
+            // An `added_ms` of 0 sorts these before every listed id.
+            tx.execute(
+                "INSERT OR IGNORE INTO pending (source, id, added_ms)
+                 SELECT DISTINCT ?1, device_id, 0 FROM held_alert WHERE held_ms <= ?2",
+                params![source, held_until_ms],
+            )?;
+        }
         let selection = Selection::HeldUntil(held_until_ms);
         let released = release(&tx, selection, None, now_ms, dedup_expires_ms)?;
         tx.commit()?;
