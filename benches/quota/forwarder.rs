@@ -80,6 +80,9 @@ async fn poll_in_virtual_time(scenario: &Scenario, changes: &[Change]) -> Run {
     driver.await.expect("change driver finishes");
 
     let log = log.lock().map(|log| log.clone()).unwrap_or_default();
+    if std::env::var_os("QUOTA_HOURLY").is_some() {
+        print_hourly(&log);
+    }
     let requests = log.iter().map(|(at, _)| *at).collect();
     let mut timeline_per_day =
         vec![0; usize::try_from(scenario.run_ms() / 86_400_000 + 1).unwrap_or(1)];
@@ -135,4 +138,30 @@ fn outbox(path: &Path) -> std::collections::HashMap<(String, i64), i64> {
         }
     }
     delivered
+}
+
+/// Prints the forwarder's requests per hour by action, for reading how
+/// it spent a day (set `QUOTA_HOURLY` to see it).
+fn print_hourly(log: &[(i64, &'static str)]) {
+    let mut hours: std::collections::BTreeMap<i64, std::collections::BTreeMap<&str, usize>> =
+        std::collections::BTreeMap::new();
+    for (at, action) in log {
+        *hours
+            .entry((at - START_MS).div_euclid(3_600_000))
+            .or_default()
+            .entry(action)
+            .or_default() += 1;
+    }
+    for (hour, actions) in hours {
+        let counts: Vec<String> = actions
+            .iter()
+            .map(|(action, count)| format!("{action} {count}"))
+            .collect();
+        eprintln!(
+            "day {} hour {:02}: {}",
+            hour / 24,
+            hour % 24,
+            counts.join(", ")
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Scenarios and their alert changes: a fixed number of changes per
 //! UTC day at seeded random times, optionally with a share of them
-//! packed into one hour, applied identically to every poller's
-//! simulator.
+//! packed into one hour or a surge added in one hour, applied
+//! identically to every poller's simulator.
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -29,10 +29,13 @@ const UPDATE_WINDOW: usize = 256;
 /// adds half as many updates as new alerts.
 const NEW_SHARE: f64 = 2.0 / 3.0;
 
-/// A share of each day's changes packed into one hour.
+/// Changes packed into one hour of each day: a share of the day's
+/// changes moved there, and changes added there on top of the day's
+/// usual count (a surge).
 #[derive(Clone, Copy, Debug)]
 pub struct Burst {
     pub share: f64,
+    pub extra: usize,
     /// Start of the burst hour, in hours after 00:00 UTC.
     pub hour: i64,
 }
@@ -60,16 +63,22 @@ impl Scenario {
         self.license.daily_limit()
     }
 
-    /// Requests per day left for listing after one `getAlert` per
-    /// expected change.
-    pub fn list_budget(&self) -> i64 {
-        self.allowed() - self.changes_per_day as i64
+    /// Changes each day brings, a surge included.
+    pub fn changes_on_day(&self) -> usize {
+        self.changes_per_day + self.burst.map_or(0, |burst| burst.extra)
     }
 
-    /// The fixed-interval poller's list interval: the list budget
-    /// spread evenly over the day.
+    /// Requests per day left for listing after one `getAlert` per
+    /// change of the day, a surge included.
+    pub fn list_budget(&self) -> i64 {
+        self.allowed() - self.changes_on_day() as i64
+    }
+
+    /// The fixed-interval poller's list interval: the requests left
+    /// after the usual day's changes, spread evenly over the day. A
+    /// surge is not foreseen, as its operator could not foresee it.
     pub fn fixed_interval_ms(&self) -> i64 {
-        DAY_MS / self.list_budget().max(1)
+        DAY_MS / (self.allowed() - self.changes_per_day as i64).max(1)
     }
 
     /// The smallest mean delay any poller reaches with this list
@@ -104,9 +113,9 @@ pub fn schedule(scenario: &Scenario, seed: u64) -> Vec<Change> {
     for day in 0..scenario.days {
         let day_start = START_MS + day * DAY_MS;
         let packed = scenario.burst.map_or(0, |burst| {
-            (scenario.changes_per_day as f64 * burst.share).round() as usize
+            (scenario.changes_per_day as f64 * burst.share).round() as usize + burst.extra
         });
-        for n in 0..scenario.changes_per_day {
+        for n in 0..scenario.changes_on_day() {
             let offset = match scenario.burst {
                 Some(burst) if n < packed => burst.hour * HOUR_MS + rng.random_range(0..HOUR_MS),
                 _ => rng.random_range(0..DAY_MS),
