@@ -54,6 +54,13 @@ pub const ACTIVITY_TAU_MS: f64 = 15.0 * 60_000.0;
 const MIN_ACTIVITY_FACTOR: f64 = 0.5;
 const MAX_ACTIVITY_FACTOR: f64 = 4.0;
 
+/// Changes the plan must expect within one activity time constant for
+/// the recent rate to steer the lists. Below that, one change or a
+/// quiet quarter hour is noise. On a Developer licence's 20 changes a
+/// day the factor would halve the list rate most of the day, so the
+/// spared lists would pile up in the evening.
+const MIN_ACTIVITY_CHANGES: f64 = 3.0;
+
 /// Counter that stores how many completed hours the profile holds.
 const PROFILE_HOURS_KEY: &str = "alerts_profile_hours";
 
@@ -284,10 +291,15 @@ pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
 
 /// Factor for the list rate from recent activity: `√(recent / mean)`,
 /// bounded, where `mean` is the rate the plan expects over the rest of
-/// the day. Returns 1 when either rate is unknown or zero.
+/// the day. Returns 1 when either rate is unknown or zero, or when the
+/// mean rate brings fewer than [`MIN_ACTIVITY_CHANGES`] changes per
+/// time constant.
 pub fn activity_factor(recent: Option<f64>, mean: f64) -> f64 {
+    if mean * ACTIVITY_TAU_MS < MIN_ACTIVITY_CHANGES {
+        return 1.0;
+    }
     match recent {
-        Some(recent) if mean > 0.0 && recent.is_finite() => (recent / mean)
+        Some(recent) if recent.is_finite() => (recent / mean)
             .sqrt()
             .clamp(MIN_ACTIVITY_FACTOR, MAX_ACTIVITY_FACTOR),
         _ => 1.0,
@@ -383,6 +395,10 @@ mod tests {
         assert!((activity_factor(Some(4.0), 1.0) - 2.0).abs() < 1e-9);
         assert_eq!(activity_factor(Some(0.0), 1.0), MIN_ACTIVITY_FACTOR);
         assert_eq!(activity_factor(Some(100.0), 1.0), MAX_ACTIVITY_FACTOR);
+        // Twenty changes a day is under one per time constant.
+        let sparse = 20.0 / 86_400_000.0;
+        assert_eq!(activity_factor(Some(0.0), sparse), 1.0);
+        assert_eq!(activity_factor(Some(sparse * 100.0), sparse), 1.0);
     }
 
     #[test]
