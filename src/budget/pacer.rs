@@ -30,7 +30,7 @@ use crate::state::StateError;
 const END_MARGIN_MS: i64 = 5 * 60_000;
 
 /// The day's last hour, which keeps a share of the requests.
-const TAIL_MS: i64 = 3_600_000;
+pub const TAIL_MS: i64 = 3_600_000;
 
 /// How often the plan is recomputed from the ledger.
 const REPLAN_MS: i64 = 3_600_000;
@@ -243,11 +243,17 @@ fn may_borrow(budget: &Budget) -> Result<bool, StateError> {
     let end = next_day_start_ms(now);
     let spread = allowed as f64 * BORROW_FLOOR_SHARE * (end - now) as f64 / DAY_MS as f64;
     let tail = if now < end - TAIL_MS {
-        ((allowed + 23) / 24).max(1)
+        tail_share(allowed)
     } else {
         0
     };
     Ok(remaining > spread.ceil() as i64 + tail)
+}
+
+/// Requests held back for the day's last hour until it begins: one
+/// hour's share of `allowed`, at least one.
+pub fn tail_share(allowed: i64) -> i64 {
+    ((allowed + 23) / 24).max(1)
 }
 
 /// Returns the end of the span the plan spreads requests over, and how
@@ -258,8 +264,7 @@ fn horizon(now: i64, allowed: i64, remaining: i64) -> (i64, i64) {
     let end = next_day_start_ms(now);
     let tail_start = end - TAIL_MS;
     if now < tail_start {
-        let tail = ((allowed + 23) / 24).max(1);
-        (tail_start, remaining - tail)
+        (tail_start, remaining - tail_share(allowed))
     } else {
         (end - END_MARGIN_MS.min((end - now) / 2), remaining)
     }

@@ -3,16 +3,18 @@
 //!
 //! Every alert change a list call returns costs one `getAlert`, so the
 //! requests left for listing are the remaining budget less the details
-//! still expected. That expectation is the larger of two estimates: the
-//! rate of changes seen since the process started, and an hourly
-//! profile of the changes listed on past days, kept in the state's
-//! `counter` table. The profile lets a daily burst at the same hour be
-//! planned for before it comes. A share of the spare requests is held
-//! back for a burst the estimates did not foresee, and released as the
-//! day runs out. Within the plan, lists come sooner while changes are
-//! arriving and later in quiet spells: with changes at rate `λ(t)`, the
-//! mean delay of a fixed number of lists is smallest when their rate is
-//! proportional to `√λ(t)`.
+//! still expected. That expectation comes from the rate of changes seen
+//! since the process started and an hourly profile of the changes
+//! listed on past days, kept in the state's `counter` table (see
+//! [`expected_details`]). The profile lets a daily burst at the same
+//! hour be planned for before it comes, and lets the evening after it
+//! list at the evening's own rate. A share of the spare requests is
+//! held back for a burst the estimates did not foresee, and released as
+//! the day runs out. Lists before the day's last hour leave alone the
+//! requests the pacer reserves for that hour. Within the plan, lists
+//! come sooner while changes are arriving and later in quiet spells:
+//! with changes at rate `λ(t)`, the mean delay of a fixed number of
+//! lists is smallest when their rate is proportional to `√λ(t)`.
 //!
 //! The functions here are pure apart from [`Profile::load`] and
 //! [`Profile::store_hour`], so the scheduler's tests and the quota
@@ -60,6 +62,15 @@ const MAX_ACTIVITY_FACTOR: f64 = 4.0;
 /// day the factor would halve the list rate most of the day, so the
 /// spared lists would pile up in the evening.
 const MIN_ACTIVITY_CHANGES: f64 = 3.0;
+
+/// Standard deviations of chance variation (about `√n` for a count of
+/// `n`) within which a one-hour dip of the profile is taken as real.
+const DIP_NOISE_SD: f64 = 2.0;
+
+/// Changes spread evenly over the day that are added to the profile
+/// when it shapes the rate since start, so a sparse profile, whose
+/// shape is mostly chance, leaves the rate nearly even.
+const SHAPE_PRIOR_CHANGES: f64 = 240.0;
 
 /// Counter that stores how many completed hours the profile holds.
 const PROFILE_HOURS_KEY: &str = "alerts_profile_hours";
@@ -117,6 +128,26 @@ impl Profile {
     /// Checks whether a whole day of hours has been folded in.
     pub fn is_known(&self) -> bool {
         self.folded >= 24
+    }
+
+    /// Returns the profile with each hour below both neighbours (23:00
+    /// and 00:00 UTC included) raised to the lower one, less chance
+    /// variation. Such a dip is mostly listing that fell behind, for
+    /// example changes listed after 00:00 UTC because the day's budget
+    /// ran out. Expecting too few details costs far more than too many.
+    /// A burst of one hour is kept.
+    pub fn without_dips(&self) -> Profile {
+        let mut hours = self.hours;
+        for (hour, value) in hours.iter_mut().enumerate() {
+            let before = self.hours[(hour + 23) % 24];
+            let after = self.hours[(hour + 1) % 24];
+            let lower = before.min(after);
+            *value = value.max(lower - DIP_NOISE_SD * lower.sqrt());
+        }
+        Profile {
+            hours,
+            folded: self.folded,
+        }
     }
 
     /// Changes the profile expects over a whole day.
@@ -229,12 +260,18 @@ impl Activity {
 
 /// Estimates the details still to come today. Without a profile of past
 /// days it is the rate seen since the process started, carried over the
-/// time left. With one, it is the larger of that and what the profile
-/// expects for the rest of the day. The profile's figure is scaled up when today
-/// has brought more changes than it expected so far (`today_listed` is
-/// the count since 00:00 UTC, or less when the process started later).
-/// Taking the larger errs toward fewer lists, which costs some delay;
-/// erring the other way leaves a burst unfetched until the next day.
+/// time left. With one, it is the larger of two estimates:
+///
+/// - that rate spread over the day as the profile is. The rate covers
+///   whole days with their bursts, so carried evenly it would count a
+///   burst that is over in the hours after it.
+/// - the profile's rest of the day, scaled up when today has brought
+///   more changes than the profile expected so far (`today_listed` is
+///   the count since 00:00 UTC, or less when the process started
+///   later).
+///
+/// Taking the larger errs toward fewer lists, which costs some delay.
+/// Erring the other way leaves changes unfetched until the next day.
 pub fn expected_details(
     rate_per_ms: f64,
     left_ms: f64,
@@ -242,17 +279,36 @@ pub fn expected_details(
     ms_into_day: i64,
     today_listed: f64,
 ) -> f64 {
-    let from_rate = rate_per_ms.max(0.0) * left_ms;
+    let rate = rate_per_ms.max(0.0);
     if !profile.is_known() {
-        return from_rate;
+        return rate * left_ms;
     }
     let rest = profile.rest_of_day(ms_into_day);
-    let so_far = profile.day_total() - rest;
+    let total = profile.day_total();
+    let so_far = total - rest;
     // A tenth of a day's changes as a prior keeps the first minutes of
     // a day from scaling the whole day by a few changes.
-    let prior = profile.day_total() * PROFILE_PRIOR_SHARE;
+    let prior = total * PROFILE_PRIOR_SHARE;
     let ratio = ((today_listed + prior) / (so_far + prior).max(1.0)).max(1.0);
-    from_rate.max(rest * ratio)
+    let even = SHAPE_PRIOR_CHANGES * left_ms / DAY_MS;
+    let share_left = (rest + even) / (total + SHAPE_PRIOR_CHANGES);
+    (rate * DAY_MS * share_left).max(rest * ratio)
+}
+
+/// Returns the share of the details expected for the rest of the day
+/// that falls in the day's last hour: by the profile once it is known,
+/// else by time.
+pub fn last_hour_share(profile: &Profile, ms_into_day: i64, left_ms: f64) -> f64 {
+    let by_time = (HOUR_MS as f64 / left_ms.max(1.0)).min(1.0);
+    if !profile.is_known() {
+        return by_time;
+    }
+    let rest = profile.rest_of_day(ms_into_day);
+    if rest <= 0.0 {
+        return by_time;
+    }
+    let last = profile.rest_of_day(ms_into_day.max(DAY_MS as i64 - HOUR_MS));
+    (last / rest).clamp(0.0, 1.0)
 }
 
 /// Today's remaining requests and what they must carry.
@@ -264,6 +320,10 @@ pub struct Demand {
     pub syncs: f64,
     pub left_ms: f64,
     pub profile_known: bool,
+    /// Requests the pacer reserves for the day's last hour beyond the
+    /// details and syncs expected in it. Only lists in that hour can
+    /// use them.
+    pub tail_only: f64,
 }
 
 /// Returns the list calls the rest of the day affords, and whether that
@@ -271,6 +331,14 @@ pub struct Demand {
 /// what is spare. The spare requests are today's remaining budget less
 /// the pending and expected details and the syncs, less the burst
 /// margin.
+///
+/// Once the profile is known, the lists planned before the day's last
+/// hour also leave `tail_only` unspent. Before that hour the pacer
+/// grants no token from its reserve, and details go beyond the tokens
+/// only while the remaining budget stays above it. Lists that spent it
+/// would leave the evening's details waiting for 23:00 UTC. Without a
+/// profile the flat rate since start already overstates the evening
+/// after a burst, so the cap would only cut the evening's lists further.
 pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
     let margin = if demand.profile_known {
         MARGIN_WITH_PROFILE
@@ -278,7 +346,11 @@ pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
         MARGIN_WITHOUT_PROFILE
     };
     let spare = demand.remaining - demand.pending - demand.expected_details - demand.syncs;
-    let planned = spare * (1.0 - margin * (demand.left_ms / DAY_MS).clamp(0.0, 1.0));
+    let mut planned = spare * (1.0 - margin * (demand.left_ms / DAY_MS).clamp(0.0, 1.0));
+    if demand.profile_known && demand.left_ms > HOUR_MS as f64 {
+        let before_last_hour = (demand.left_ms - HOUR_MS as f64) / demand.left_ms;
+        planned = planned.min((spare - demand.tail_only) / before_last_hour);
+    }
     // At least a tenth of the remaining budget, and one list a day,
     // however large the backlog.
     let floor = (demand.remaining * MIN_LIST_SHARE).max(demand.left_ms / DAY_MS);
@@ -334,6 +406,94 @@ mod tests {
         // A day with twice the changes so far expects more of the rest.
         let busier = expected_details(rate, 14.0 * 3.6e6, &profile, 10 * HOUR_MS, 2_000.0);
         assert!(busier > 4_500.0, "{busier}");
+    }
+
+    #[test]
+    fn rate_after_burst_follows_profile() {
+        let profile = known_profile(|hour| if hour == 14 { 1_700.0 } else { 100.0 });
+        // Two days of 4,000 changes: 166.7 an hour since start, burst
+        // included.
+        let rate = 4_000.0 / DAY_MS;
+        let left = 9.0 * HOUR_MS as f64;
+        let at_three = 15 * HOUR_MS;
+        let expected = expected_details(rate, left, &profile, at_three, 4_000.0 * 15.0 / 24.0);
+        // The profile's 900 for the evening, plus the rate's share of
+        // the even pseudo-count; not the 1,500 of the rate carried evenly.
+        assert!((900.0..1_000.0).contains(&expected), "{expected}");
+        // The burst still to come counts in full before it.
+        let at_ten = expected_details(rate, 14.0 * 3.6e6, &profile, 10 * HOUR_MS, 1_000.0);
+        assert!(at_ten >= 3_000.0, "{at_ten}");
+    }
+
+    #[test]
+    fn profile_dips_of_one_hour_raised() {
+        let mut hours = [100.0; 24];
+        hours[14] = 1_700.0;
+        hours[23] = 40.0;
+        hours[0] = 160.0;
+        // A quiet night of three hours.
+        hours[3] = 10.0;
+        hours[4] = 10.0;
+        hours[5] = 10.0;
+        let profile = Profile { hours, folded: 48 };
+        let smooth = profile.without_dips();
+        // Raised to the lower neighbour less two standard deviations.
+        assert!(
+            (smooth.hours[23] - 80.0).abs() < 1e-9,
+            "{}",
+            smooth.hours[23]
+        );
+        assert_eq!(smooth.hours[14], 1_700.0);
+        assert_eq!(smooth.hours[13], 100.0);
+        assert_eq!(smooth.hours[15], 100.0);
+        assert_eq!(&smooth.hours[3..6], &[10.0, 10.0, 10.0]);
+        // A dip within chance variation stays.
+        let mut hours = [1.0; 24];
+        hours[7] = 0.0;
+        let sparse = Profile { hours, folded: 48 };
+        assert_eq!(sparse.without_dips().hours[7], 0.0);
+    }
+
+    #[test]
+    fn last_hour_share_follows_profile() {
+        let profile = known_profile(|hour| if hour == 23 { 300.0 } else { 100.0 });
+        let share = last_hour_share(&profile, 21 * HOUR_MS, 3.0 * 3.6e6);
+        assert!((share - 0.6).abs() < 1e-9, "{share}");
+        let unknown = last_hour_share(&Profile::default(), 20 * HOUR_MS, 4.0 * 3.6e6);
+        assert!((unknown - 0.25).abs() < 1e-9, "{unknown}");
+    }
+
+    #[test]
+    fn lists_leave_last_hour_reserve() {
+        let demand = Demand {
+            remaining: 1_400.0,
+            pending: 0.0,
+            expected_details: 900.0,
+            syncs: 0.0,
+            left_ms: 9.0 * HOUR_MS as f64,
+            profile_known: true,
+            tail_only: 109.0,
+        };
+        // 500 spare; the 8 hours before the last may list 391, which at
+        // an even rate over 9 hours is 440 lists.
+        let (lists, floor) = lists_affordable(&demand);
+        assert!((lists - 391.0 * 9.0 / 8.0).abs() < 1e-6, "{lists}");
+        assert!(!floor);
+        // In the last hour the reserve is for its lists.
+        let last = Demand {
+            left_ms: 0.5 * HOUR_MS as f64,
+            remaining: 160.0,
+            expected_details: 50.0,
+            ..demand
+        };
+        assert!((lists_affordable(&last).0 - 110.0).abs() < 1.0);
+        // Without a profile only the margin applies.
+        let unknown = Demand {
+            profile_known: false,
+            ..demand
+        };
+        let margin = 500.0 * (1.0 - MARGIN_WITHOUT_PROFILE * 9.0 / 24.0);
+        assert!((lists_affordable(&unknown).0 - margin).abs() < 1e-6);
     }
 
     #[test]
@@ -410,6 +570,7 @@ mod tests {
             syncs: 0.0,
             left_ms: DAY_MS / 2.0,
             profile_known: false,
+            tail_only: 0.0,
         };
         // Half the day left: half of the 30 % margin is still held.
         let (lists, floor) = lists_affordable(&demand);

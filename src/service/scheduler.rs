@@ -31,7 +31,8 @@ use super::background::{self, Background, BackgroundJob};
 use super::plan::{self, Activity, Demand, HourTally, Profile};
 use crate::api::{ErrorKind, Transport};
 use crate::budget::{
-    Pacer, Permit, SourceKind, can_spare, day_start_ms, next_day_start_ms, reserved_for_background,
+    Pacer, Permit, SourceKind, TAIL_MS, can_spare, day_start_ms, next_day_start_ms,
+    reserved_for_background, tail_share,
 };
 use crate::logging::{Repeats, Verdict};
 use crate::source::alerts::SOURCE;
@@ -372,8 +373,11 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         } else {
             0
         };
+        // A one-hour dip is mostly listing that fell behind (see
+        // `Profile::without_dips`).
+        let profile = self.profile.without_dips();
         let expected =
-            plan::expected_details(rate, left_ms, &self.profile, now - day_start, today as f64);
+            plan::expected_details(rate, left_ms, &profile, now - day_start, today as f64);
         let settings = forwarder.settings();
         let quota = &settings.quota;
         let syncs = if quota.sync {
@@ -387,6 +391,14 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             .background
             .demand(left_ms)
             .map(|demand| reserved_for_background(&quota.shares, remaining, &demand))?;
+        // The pacer reserves one hour's share for the day's last hour.
+        // What that hour's details and syncs leave of it is for its lists.
+        let last_hour_details =
+            expected * plan::last_hour_share(&profile, now - day_start, left_ms);
+        let last_hour_syncs = syncs * (TAIL_MS as f64 / left_ms).min(1.0);
+        let tail_only =
+            (tail_share(budget.allowed(&day)) as f64 - last_hour_details - last_hour_syncs)
+                .max(0.0);
         let (lists, floor) = plan::lists_affordable(&Demand {
             remaining: (remaining - background).max(0.0),
             pending: pending as f64,
@@ -394,6 +406,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             syncs,
             left_ms,
             profile_known: self.profile.is_known(),
+            tail_only,
         });
         let mut factor = plan::activity_factor(self.activity.rate(local_now), expected / left_ms);
         if floor {
@@ -401,7 +414,13 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             // lists but never spend more on them.
             factor = factor.min(1.0);
         }
-        let interval = Duration::from_millis((left_ms / lists / factor) as u64);
+        let mut interval_ms = left_ms / lists / factor;
+        if !floor && left_ms <= TAIL_MS as f64 {
+            // However quiet the spell, the last hour's planned list goes
+            // before 00:00 UTC, when unspent requests are lost.
+            interval_ms = interval_ms.min(left_ms);
+        }
+        let interval = Duration::from_millis(interval_ms as u64);
         Ok(interval.max(settings.alerts.min_poll_interval))
     }
 
