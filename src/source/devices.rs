@@ -17,9 +17,10 @@
 //! releases every alert held for it, enriched. That request counts
 //! against the device share. When the share has no room,
 //! [`DeviceSource::release_unaffordable`] sends the held alerts at once
-//! without their device. When a fetch fails, the alerts wait, and
-//! [`DeviceSource::release_expired`] sends those held past the
-//! enrichment `wait`. Neither sends a request.
+//! without their device. When a fetch fails, they go out without it as
+//! well, and the device is not asked for again for a while. When the
+//! day's budget has no room, [`DeviceSource::release_expired`] sends
+//! those held past the enrichment `wait`. Neither sends a request.
 //! The devices of alerts sent that way go first among the inventory's
 //! pending ids, so the next alerts on them are enriched.
 
@@ -37,8 +38,9 @@ use super::{CycleReport, SourceError};
 /// The name of this source in the state database.
 pub const SOURCE: &str = "devices";
 
-/// Permanent failures of one pending id before it is dropped.
-const MAX_ATTEMPTS: i64 = 5;
+/// How long a device whose `getDevice` failed transiently is not asked
+/// for again; its alerts meanwhile go out without device fields.
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 pub struct DeviceSource<T> {
     client: Arc<Client<T>>,
@@ -144,7 +146,15 @@ impl<T: Transport> DeviceSource<T> {
             match self.fetch_device(id).await {
                 Ok(device) => self.store_device(&device, Some(id), report)?,
                 Err(error) => match error.kind() {
-                    ErrorKind::Permanent => self.note_failure(id, &error, report)?,
+                    ErrorKind::Permanent => {
+                        // The same call fails the same way: the device
+                        // leaves the queue and is not asked for again
+                        // within the TTL, for the inventory or an alert.
+                        report.released += self.note_miss(id, self.enrichment.ttl, true)?;
+                        report.dropped += 1;
+                        tracing::warn!(%error, device_id = id,
+                            "device not fetched; it is not asked for again within the enrichment TTL");
+                    }
                     ErrorKind::Transient => {
                         self.store.pending_failed(SOURCE, id)?;
                         tracing::warn!(%error, device_id = id, "device fetch failed; kept pending");
@@ -171,8 +181,9 @@ impl<T: Transport> DeviceSource<T> {
 
     /// Spends one `getDevice` on the device of the oldest held alert and
     /// releases every alert held for that device: enriched when the
-    /// device is found, un-enriched when the API does not know it. A
-    /// transient failure keeps the alerts held until their wait ends.
+    /// device is found, un-enriched when the fetch fails. A device the
+    /// API does not know is not asked for again within the TTL, one whose
+    /// fetch failed transiently for [`RETRY_AFTER_FAILURE`].
     /// Returns `false`, without a request, when no alert is held.
     pub async fn fetch_held(&self, report: &mut CycleReport) -> Result<bool, SourceError> {
         let Some(held) = self.store.oldest_held()? else {
@@ -181,25 +192,26 @@ impl<T: Transport> DeviceSource<T> {
         let device_id = held.device_id.as_str();
         report.requests += 1;
         match self.fetch_device(device_id).await {
-            Ok(device) => self.store_device(&device, None, report)?,
+            // The record also serves the inventory, which may have the
+            // device queued.
+            Ok(device) => self.store_device(&device, Some(device_id), report)?,
             Err(error) if error.kind() == ErrorKind::Permanent => {
-                let now = self.clock.now_ms();
-                let until = now.saturating_add(millis(self.enrichment.ttl));
-                let released = self.store.commit_device_miss(
-                    device_id,
-                    until,
-                    now,
-                    self.dedup_expires(now),
-                )?;
+                let released = self.note_miss(device_id, self.enrichment.ttl, true)?;
                 report.released += released;
                 tracing::warn!(%error, device_id, released,
                     "device of held alerts not fetched; they go out without device fields");
             }
-            Err(error) => {
-                tracing::warn!(%error, device_id, alert_id = %held.alert_id,
-                    "device of a held alert not fetched; the alert waits");
+            Err(error) if error.kind() == ErrorKind::Transient => {
+                // Its alerts go now and other held alerts get their turn:
+                // retrying the oldest held alert's device first would let
+                // one failing device spend the whole device share.
+                let released = self.note_miss(device_id, RETRY_AFTER_FAILURE, false)?;
+                report.released += released;
+                tracing::warn!(%error, device_id, released,
+                    "device of held alerts not fetched; they go out without device fields, and the device is tried again after 15 minutes");
                 return Err(error.into());
             }
+            Err(error) => return Err(error.into()),
         }
         Ok(true)
     }
@@ -316,24 +328,25 @@ impl<T: Transport> DeviceSource<T> {
         Ok(event)
     }
 
-    fn note_failure(
+    /// Records a failed `getDevice` for `device_id`: no request for it
+    /// until `retry_after` has passed, and its held alerts go out without
+    /// device fields. With `leave_queue`, it also leaves the pending ids.
+    fn note_miss(
         &self,
-        id: &str,
-        error: &ApiError,
-        report: &mut CycleReport,
-    ) -> Result<(), SourceError> {
-        self.store.pending_failed(SOURCE, id)?;
-        let attempts = self.store.pending_attempts(SOURCE, id)?;
-        if attempts >= MAX_ATTEMPTS {
-            // Each attempt costs a request of the daily quota.
-            tracing::error!(%error, device_id = id, attempts,
-                "device dropped after repeated failures; its changes are not delivered");
-            self.store.drop_pending(SOURCE, id)?;
-            report.dropped += 1;
-        } else {
-            tracing::warn!(%error, device_id = id, attempts, "device fetch failed; kept pending");
-        }
-        Ok(())
+        device_id: &str,
+        retry_after: std::time::Duration,
+        leave_queue: bool,
+    ) -> Result<usize, SourceError> {
+        let now = self.clock.now_ms();
+        let until = now.saturating_add(millis(retry_after));
+        let pending = leave_queue.then_some(SOURCE);
+        Ok(self.store.commit_device_miss(
+            device_id,
+            until,
+            now,
+            self.dedup_expires(now),
+            pending,
+        )?)
     }
 
     fn wait_ms(&self) -> i64 {

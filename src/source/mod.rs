@@ -33,8 +33,9 @@ pub struct CycleReport {
     pub stored: usize,
     /// Records fetched again that had already been delivered.
     pub duplicates: usize,
-    /// Pending ids dropped after repeated permanent failures; for the
-    /// timeline, devices whose poll the API rejected.
+    /// Pending ids dropped after permanent failures (alerts after
+    /// several, devices after one); for the timeline, devices whose poll
+    /// the API rejected.
     pub dropped: usize,
     /// Alerts held until their device's record is fetched.
     pub held: usize,

@@ -149,15 +149,17 @@ impl Store {
         })
     }
 
-    /// Records that `getDevice` did not find `device_id`, so its alerts
+    /// Records that `getDevice` did not return `device_id`, so its alerts
     /// go out un-enriched until `until_ms` without a request each, and
-    /// releases its held alerts un-enriched, in one transaction.
+    /// releases its held alerts un-enriched, in one transaction. With
+    /// `pending`, the device also leaves that source's pending ids.
     pub fn commit_device_miss(
         &self,
         device_id: &str,
         until_ms: i64,
         now_ms: i64,
         dedup_expires_ms: i64,
+        pending: Option<&str>,
     ) -> Result<usize, StateError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -166,6 +168,12 @@ impl Store {
              ON CONFLICT (device_id) DO UPDATE SET until_ms = excluded.until_ms",
             params![device_id, until_ms],
         )?;
+        if let Some(source) = pending {
+            tx.execute(
+                "DELETE FROM pending WHERE source = ?1 AND id = ?2",
+                params![source, device_id],
+            )?;
+        }
         let selection = Selection::Device(device_id);
         let released = release(&tx, selection, None, now_ms, dedup_expires_ms)?;
         tx.commit()?;
