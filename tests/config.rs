@@ -18,6 +18,21 @@ fn example_config_is_valid() {
 }
 
 #[test]
+fn sync_interval_follows_licence_unless_set() {
+    let output = "[[output]]\nname = \"siem\"\naddress = \"127.0.0.1:514\"\nprotocol = \"tcp\"\n";
+    let path = Path::new("/etc/iotsecure-forwarder/x.toml");
+    let quota = config::parse(path, output).expect("validates").quota;
+    let hours = |allowed: i64| quota.sync_every(allowed).as_secs_f64() / 3600.0;
+    assert_eq!(hours(5_000), 6.0);
+    assert!((hours(50) - 9.6).abs() < 1e-9, "{}", hours(50));
+    assert_eq!(hours(5), 96.0);
+
+    let set = format!("[quota]\nsync_interval = \"1h\"\n\n{output}");
+    let quota = config::parse(path, &set).expect("validates").quota;
+    assert_eq!(quota.sync_every(5).as_secs(), 3_600);
+}
+
+#[test]
 fn example_config_sets_every_default() {
     // Parsing an empty file plus one output must give what the example
     // spells out, so the example documents the real defaults.

@@ -319,7 +319,7 @@ mod tests {
             daily_limit: limit,
             reserve: 0,
             sync: false,
-            sync_interval: Duration::from_secs(21_600),
+            sync_interval: None,
             burst_window: Duration::from_secs(3_600),
             shares: crate::budget::Shares::default(),
         };

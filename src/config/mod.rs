@@ -63,13 +63,35 @@ pub struct QuotaSettings {
     /// Part of `daily_limit` left for other tools.
     pub reserve: i64,
     pub sync: bool,
-    pub sync_interval: Duration,
+    /// Time between syncs as configured; `None` lets
+    /// [`QuotaSettings::sync_every`] choose.
+    pub sync_interval: Option<Duration>,
     pub burst_window: Duration,
     /// Fractions of the day's requests per source.
     pub shares: Shares,
 }
 
+/// Time between syncs when the config sets none.
+const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+/// Part of the day's requests that syncs at the default interval may
+/// take at most: a sync every 6 h is 4 requests, 80 % of a Demo day.
+const MAX_SYNC_SHARE: f64 = 0.05;
+
 impl QuotaSettings {
+    /// Returns the time between two syncs on a day with `allowed`
+    /// requests: `sync_interval` when the config sets it, else 6 h, made
+    /// longer on a small licence so that syncs take at most 5 % of the
+    /// day (every 9.6 h on Developer's 50, every 4 days on Demo's 5).
+    pub fn sync_every(&self, allowed: i64) -> Duration {
+        if let Some(interval) = self.sync_interval {
+            return interval;
+        }
+        let syncs_per_day = allowed.max(1) as f64 * MAX_SYNC_SHARE;
+        let stretched = Duration::from_secs_f64(86_400.0 / syncs_per_day);
+        stretched.max(DEFAULT_SYNC_INTERVAL)
+    }
+
     /// Requests per day this forwarder may spend.
     pub fn allowed(&self) -> i64 {
         self.daily_limit - self.reserve

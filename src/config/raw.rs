@@ -79,8 +79,9 @@ pub struct RawQuota {
     /// Reads the organization's count and limit with `getAPIKey`; on by
     /// default except on the demo licence, whose 5 requests are too few.
     pub sync: Option<bool>,
-    #[serde(with = "humantime_serde")]
-    pub sync_interval: Duration,
+    /// Time between syncs; unset, 6 h or longer on a small licence.
+    #[serde(with = "humantime_serde::option")]
+    pub sync_interval: Option<Duration>,
     /// The requests of this much time may go at once after a quiet spell.
     #[serde(with = "humantime_serde")]
     pub burst: Duration,
@@ -113,7 +114,7 @@ impl Default for RawQuota {
             daily_limit: None,
             reserve: 0,
             sync: None,
-            sync_interval: Duration::from_secs(6 * 3600),
+            sync_interval: None,
             burst: Duration::from_secs(3600),
             shares: RawShares::default(),
         }

@@ -129,7 +129,10 @@ fn quota(check: &Check, raw: super::raw::RawQuota) -> Result<QuotaSettings, Conf
             ),
         ));
     }
-    if raw.sync_interval < Duration::from_secs(600) {
+    if raw
+        .sync_interval
+        .is_some_and(|interval| interval < Duration::from_secs(600))
+    {
         return Err(check.fail(
             "quota.sync_interval",
             "must be at least 10m: each sync spends a request".to_owned(),

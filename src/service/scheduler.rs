@@ -381,7 +381,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let settings = forwarder.settings();
         let quota = &settings.quota;
         let syncs = if quota.sync {
-            left_ms / quota.sync_interval.as_millis() as f64
+            left_ms / quota.sync_every(budget.allowed(&day)).as_millis() as f64
         } else {
             0.0
         };
@@ -455,11 +455,13 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         if self.sync_retry_at.is_some_and(|at| now < at) {
             return Ok(false);
         }
-        let day = self.forwarder.budget.ledger()?;
+        let budget = &self.forwarder.budget;
+        let day = budget.ledger()?;
         let now = self.forwarder.clock.now_ms();
+        let interval = quota.sync_every(budget.allowed(&day));
         Ok(day
             .synced_ms
-            .is_none_or(|at| now - at >= millis_of(quota.sync_interval)))
+            .is_none_or(|at| now - at >= millis_of(interval)))
     }
 
     async fn sync(&mut self) -> Result<(), SourceError> {
