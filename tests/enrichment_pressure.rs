@@ -24,6 +24,12 @@ const START_MS: i64 = 1_767_225_600_000;
 /// The device of alerts 900451 and 900464 in the simulator's data.
 const ECG: &str = "00:40:17:6C:00:00";
 
+/// The inventory on, the timeline off.
+const TIMELINE_OFF: &str = "[timeline]\nenabled = false\n";
+
+/// Only the alert source and enrichment.
+const NO_BACKGROUND: &str = "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n";
+
 const NULL_OUTPUT: &str =
     "[[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
 
@@ -93,6 +99,14 @@ fn open(model: Model, clock: Clock, extra: &str, failing: &[&str]) -> (Run, temp
         },
         dir,
     )
+}
+
+/// Opens a forwarder on a quiet simulator whose clock starts at
+/// `start_ms`, with `extra` config and `getDevice` failing for `failing`.
+fn open_quiet(start_ms: i64, extra: &str, failing: &[&str]) -> (Run, tempfile::TempDir) {
+    let clock = Clock::tokio(start_ms);
+    let model = common::quiet_model(clock.clone(), Since::After);
+    open(model, clock, extra, failing)
 }
 
 impl Run {
@@ -184,9 +198,7 @@ impl Run {
 /// the retries cost a bounded number of requests.
 #[tokio::test(start_paused = true)]
 async fn failing_device_sends_alerts_unenriched() {
-    let clock = Clock::tokio(START_MS);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let (run, _dir) = open(model, clock, "[timeline]\nenabled = false\n", &[ECG]);
+    let (run, _dir) = open_quiet(START_MS, TIMELINE_OFF, &[ECG]);
     run.poll_for(20 * 60_000).await;
 
     run.check_once_and_paced();
@@ -221,14 +233,8 @@ async fn failing_device_sends_alerts_unenriched() {
 #[tokio::test(start_paused = true)]
 async fn failing_device_does_not_starve_another() {
     let noon = START_MS + 12 * 3_600_000;
-    let clock = Clock::tokio(noon);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let (run, _dir) = open(
-        model,
-        clock.clone(),
-        "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n",
-        &[ECG],
-    );
+    let (run, _dir) = open_quiet(noon, NO_BACKGROUND, &[ECG]);
+    let clock = run.clock.clone();
     // The sample alerts are held, ECG's keep failing.
     run.poll_for(50_000).await;
     assert!(run.get_device_calls(ECG) >= 1);
@@ -271,14 +277,7 @@ async fn failing_device_does_not_starve_another() {
 #[tokio::test(start_paused = true)]
 async fn failing_device_leaves_share_to_others() {
     let noon = START_MS + 12 * 3_600_000;
-    let clock = Clock::tokio(noon);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let (run, _dir) = open(
-        model,
-        clock.clone(),
-        "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n",
-        &[ECG],
-    );
+    let (run, _dir) = open_quiet(noon, NO_BACKGROUND, &[ECG]);
     let others: Vec<String> = run.model.device_ids().into_iter().rev().take(5).collect();
     for minute in 0..30u64 {
         run.new_alert(&format!("{}", 991_000 + minute), ECG);
@@ -314,14 +313,7 @@ async fn failing_device_leaves_share_to_others() {
 /// releases them all, enriched.
 #[tokio::test(start_paused = true)]
 async fn many_alerts_one_device_cost_one_request() {
-    let clock = Clock::tokio(START_MS);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let (run, _dir) = open(
-        model,
-        clock.clone(),
-        "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n",
-        &[],
-    );
+    let (run, _dir) = open_quiet(START_MS, NO_BACKGROUND, &[]);
     run.poll_for(60_000).await;
     // A device of the simulator that no alert named so far, so the
     // table has no record of it.
@@ -358,11 +350,13 @@ async fn demo_licence_holds_nothing_for_long() {
     settings.alert_rate_per_hour = 0.2;
     settings.seed = 3;
     let model = Model::new(settings);
-    let (run, _dir) = open(model, clock, "[timeline]\nenabled = false\n", &[]);
+    let (run, _dir) = open(model, clock, TIMELINE_OFF, &[]);
 
     for _ in 0..3 {
         run.poll_for(86_400_000).await;
-        let held = run.forwarder.store.held_oldest_age(run.clock.now_ms());
+        let now = run.clock.now_ms();
+        let oldest = run.forwarder.store.oldest_held().expect("read");
+        let held = oldest.map(|alert| now - alert.held_ms);
         assert!(
             held.is_none_or(|age| age <= 3 * 60_000),
             "an alert held for {held:?} ms"
@@ -386,16 +380,4 @@ async fn demo_licence_holds_nothing_for_long() {
         run.alert_rows().len(),
         run.forwarder.store.pending_count("devices").expect("count")
     );
-}
-
-trait HeldAge {
-    fn held_oldest_age(&self, now_ms: i64) -> Option<i64>;
-}
-
-impl HeldAge for iotsecure_forwarder::state::Store {
-    fn held_oldest_age(&self, now_ms: i64) -> Option<i64> {
-        self.oldest_held()
-            .expect("read")
-            .map(|held| now_ms - held.held_ms)
-    }
 }

@@ -8,7 +8,8 @@ mod common;
 use serde_json::json;
 
 use iotsecure_forwarder::clock::Clock;
-use iotsecure_forwarder::sim::{Model, Since};
+use iotsecure_forwarder::service::Forwarder;
+use iotsecure_forwarder::sim::{InMemory, Model, Since};
 use iotsecure_forwarder::source::CycleReport;
 use iotsecure_forwarder::source::devices::SOURCE as DEVICES;
 
@@ -23,6 +24,18 @@ const LOST: &str = "AA:BB:CC:00:00:01";
 const CONFIG: &str = "[timeline]\nenabled = false\n\n\
     [[output]]\nname = \"null\"\naddress = \"127.0.0.1:9\"\nprotocol = \"udp\"\n";
 
+/// Opens a forwarder on a quiet simulator at 2026-01-01T00:00:00Z with
+/// a manual clock. The state lives in the returned directory until it
+/// is dropped.
+fn open() -> (Clock, Model, tempfile::TempDir, Forwarder<InMemory>) {
+    let clock = Clock::manual(1_767_225_600_000);
+    let model = common::quiet_model(clock.clone(), Since::After);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let forwarder = common::in_memory(dir.path(), &model, clock.clone(), CONFIG);
+    (clock, model, dir, forwarder)
+}
+
+/// Counts the `getDevice` requests for `id` the simulator received.
 fn get_device_calls(model: &Model, id: &str) -> usize {
     model
         .raw_queries()
@@ -35,10 +48,7 @@ fn get_device_calls(model: &Model, id: &str) -> usize {
 /// so the inventory does not buy the same record again.
 #[tokio::test]
 async fn enriched_device_leaves_the_inventory_queue() {
-    let clock = Clock::manual(1_767_225_600_000);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let forwarder = common::in_memory(dir.path(), &model, clock.clone(), CONFIG);
+    let (clock, model, _dir, forwarder) = open();
     let alerts = forwarder.alert_source();
     let devices = forwarder.device_source();
 
@@ -65,8 +75,8 @@ async fn enriched_device_leaves_the_inventory_queue() {
     assert_eq!(get_device_calls(&model, ECG), 1);
     assert!(forwarder.store.device(ECG).expect("read").is_some());
 
-    // The record is stored and fresh; the inventory has no reason to
-    // ask for it again.
+    // The record is stored and fresh, so the inventory does not
+    // request it again.
     let mut inventory = CycleReport::default();
     devices
         .fetch_pending(100, &mut inventory)
@@ -84,10 +94,7 @@ async fn enriched_device_leaves_the_inventory_queue() {
 /// enrichment path.
 #[tokio::test]
 async fn queued_unknown_device_costs_one_request() {
-    let clock = Clock::manual(1_767_225_600_000);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let forwarder = common::in_memory(dir.path(), &model, clock.clone(), CONFIG);
+    let (clock, model, _dir, forwarder) = open();
     for id in ["900451", "900464"] {
         assert!(model.set_alert_field(id, "device_id", json!(LOST)));
     }
@@ -107,10 +114,10 @@ async fn queued_unknown_device_costs_one_request() {
         devices.fetch_pending(1, &mut step).await.expect("fetch");
         clock.advance_ms(60_000);
     }
-    let asked = get_device_calls(&model, LOST);
+    let requests = get_device_calls(&model, LOST);
     assert_eq!(
-        asked, 1,
-        "getDevice for a device the API does not know sent {asked} times from the inventory queue"
+        requests, 1,
+        "getDevice for a device the API does not know sent {requests} times from the inventory queue"
     );
     // And the miss is remembered, so the next alert on it is not held.
     assert!(
@@ -126,10 +133,7 @@ async fn queued_unknown_device_costs_one_request() {
 /// pending ids, so it is not requested again.
 #[tokio::test]
 async fn missed_device_leaves_the_inventory_queue() {
-    let clock = Clock::manual(1_767_225_600_000);
-    let model = common::quiet_model(clock.clone(), Since::After);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let forwarder = common::in_memory(dir.path(), &model, clock.clone(), CONFIG);
+    let (clock, model, _dir, forwarder) = open();
     assert!(model.set_alert_field("900451", "device_id", json!(LOST)));
     let alerts = forwarder.alert_source();
     let devices = forwarder.device_source();
@@ -160,6 +164,6 @@ async fn missed_device_leaves_the_inventory_queue() {
     assert_eq!(
         get_device_calls(&model, LOST),
         1,
-        "the inventory asks again for a device recorded missing a moment ago"
+        "the inventory requested again a device recorded missing a moment ago"
     );
 }

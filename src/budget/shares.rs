@@ -74,7 +74,7 @@ impl Shares {
 
 impl Default for Shares {
     /// Alerts 94 %, devices 4 % (the inventory and the devices of held
-    /// alerts), timeline 2 %: a background source costs the alert list
+    /// alerts), timeline 2 %. A background source costs the alert list
     /// plan at most its share, so small shares keep alert delay within a
     /// tenth of what it is without them.
     fn default() -> Self {

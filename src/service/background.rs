@@ -78,11 +78,12 @@ impl<'a, T: Transport> Background<'a, T> {
         self.forwarder.settings().timeline.enabled
     }
 
-    /// Requests each background source expects to want in the `left_ms`
-    /// left of the day: the device list at its interval plus the pending
-    /// ids, plus the devices of held alerts and the device share's pace
-    /// so far today when enrichment keeps alerts back; and one timeline poll
-    /// per selected device per interval.
+    /// Returns the requests each background source expects to spend in
+    /// the `left_ms` left of the day. For the inventory that is its list
+    /// interval plus the pending ids. While enrichment holds alerts back,
+    /// the held alerts' devices and the device share's pace so far today
+    /// are added. The timeline expects one poll per selected device per
+    /// interval.
     pub(super) fn demand(&self, left_ms: f64) -> Result<Vec<(SourceKind, f64)>, SourceError> {
         let settings = self.forwarder.settings();
         let mut demand = Vec::with_capacity(2);
@@ -141,13 +142,9 @@ impl<'a, T: Transport> Background<'a, T> {
             ready.push((SourceKind::Timeline, self.used_part(SourceKind::Timeline)?));
         }
 
-        let (allowed, fraction) = self.day_position()?;
-        let settings = self.forwarder.settings();
-        let shares = &settings.quota.shares;
         let mut within = Vec::with_capacity(2);
         for (source, part) in &ready {
-            let used = self.spent(*source)? + self.kept_back(*source, allowed);
-            if within_share(shares, *source, used, allowed, fraction) {
+            if self.within_own_share(*source, true)? {
                 within.push((*source, *part));
             }
         }
@@ -242,31 +239,27 @@ impl<'a, T: Transport> Background<'a, T> {
     /// the device share, including the hour ahead that the inventory
     /// leaves to it, or past it with `flow`.
     pub(super) fn enrichment_has_room(&self, flow: bool) -> Result<bool, StateError> {
-        if flow {
-            return Ok(true);
-        }
-        let (allowed, fraction) = self.day_position()?;
-        let settings = self.forwarder.settings();
-        let used = self.spent(SourceKind::Devices)?;
-        Ok(within_share(
-            &settings.quota.shares,
-            SourceKind::Devices,
-            used,
-            allowed,
-            fraction,
-        ))
+        Ok(flow || self.within_own_share(SourceKind::Devices, false)?)
     }
 
-    /// Requests of its share a source leaves to others: the inventory
-    /// keeps to the even pace of the device share when enrichment keeps
-    /// alerts back, so the hour ahead stays free for their devices.
-    fn kept_back(&self, source: SourceKind, allowed: i64) -> i64 {
+    /// Checks whether `source` may spend one more request within its
+    /// share now. With `leave_hour_ahead`, the inventory keeps to the even
+    /// pace of the device share while enrichment holds alerts back, so the
+    /// hour ahead stays free for their devices.
+    fn within_own_share(
+        &self,
+        source: SourceKind,
+        leave_hour_ahead: bool,
+    ) -> Result<bool, StateError> {
+        let (allowed, fraction) = self.day_position()?;
         let settings = self.forwarder.settings();
-        if source != SourceKind::Devices || !settings.enrichment.holds_alerts() {
-            return 0;
+        let shares = &settings.quota.shares;
+        let mut used = self.spent(source)?;
+        if leave_hour_ahead && source == SourceKind::Devices && settings.enrichment.holds_alerts() {
+            let per_day = shares.of(source) * allowed as f64;
+            used += (per_day / 24.0).ceil() as i64;
         }
-        let per_day = settings.quota.shares.of(source) * allowed as f64;
-        (per_day / 24.0).ceil() as i64
+        Ok(within_share(shares, source, used, allowed, fraction))
     }
 
     /// Returns the part of its share of the whole day a source has spent.

@@ -66,8 +66,8 @@ impl Job {
     fn source(&self) -> Option<SourceKind> {
         match self {
             Job::List | Job::Detail => Some(SourceKind::Alerts),
-            // A device record is the device share's to buy, whether the
-            // inventory or an alert asks for it.
+            // A device record is paid from the device share, whether the
+            // inventory or an alert needs it.
             Job::Enrich => Some(SourceKind::Devices),
             Job::Background(job) => Some(job.source()),
             Job::Sync => None,

@@ -182,8 +182,8 @@ impl<T: Transport> DeviceSource<T> {
     /// Spends one `getDevice` on the device of the oldest held alert and
     /// releases every alert held for that device: enriched when the
     /// device is found, un-enriched when the fetch fails. A device the
-    /// API does not know is not asked for again within the TTL, one whose
-    /// fetch failed transiently for [`RETRY_AFTER_FAILURE`].
+    /// API does not know is not requested again within the TTL. After a
+    /// transient failure the wait is [`RETRY_AFTER_FAILURE`].
     /// Returns `false`, without a request, when no alert is held.
     pub async fn fetch_held(&self, report: &mut CycleReport) -> Result<bool, SourceError> {
         let Some(held) = self.store.oldest_held()? else {
@@ -208,7 +208,8 @@ impl<T: Transport> DeviceSource<T> {
                 let released = self.note_miss(device_id, RETRY_AFTER_FAILURE, false)?;
                 report.released += released;
                 tracing::warn!(%error, device_id, released,
-                    "device of held alerts not fetched; they go out without device fields, and the device is tried again after 15 minutes");
+                    retry_after_s = RETRY_AFTER_FAILURE.as_secs(),
+                    "device of held alerts not fetched; they go out without device fields, and the device is tried again later");
                 return Err(error.into());
             }
             Err(error) => return Err(error.into()),
