@@ -28,7 +28,10 @@ const KEY: &str = "LeakProbe-Qz7/Kx9+Wm3=Vt";
 /// contains.
 const KEY_FRAGMENT: &str = "LeakProbe";
 
-const WAIT: Duration = Duration::from_secs(60);
+/// How long to wait for events or log lines. The faulty run starts with
+/// an invalid-key reply, after which the forwarder waits 45 to 60 s
+/// before it tries again, so a minute left no room on a loaded machine.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// Alerts the simulator's built-in data has modified within 24 hours.
 const RECENT_ALERTS: usize = 7;

@@ -114,6 +114,17 @@ impl Week {
         timer.await.expect("timer");
     }
 
+    /// Adds `count` open alerts modified now, with ids from `first_id`.
+    fn insert_burst(&self, first_id: u64, count: u64) {
+        let now = self.clock.now_secs();
+        for n in 0..count {
+            self.model.insert_alert(json!({
+                "alert_id": format!("{}", first_id + n), "category": "Burst",
+                "created": now, "modified": now, "status": "open", "priority": "high"
+            }));
+        }
+    }
+
     fn requests(&self) -> Vec<(i64, &'static str)> {
         self.log.lock().map(|log| log.clone()).unwrap_or_default()
     }
@@ -274,18 +285,61 @@ async fn burst_of_alerts_leaves_the_evening_polled() {
     let forwarder = week.forwarder();
     week.poll_for(&forwarder, Duration::from_millis(8 * HOUR_MS as u64))
         .await;
-    let now = week.clock.now_secs();
-    for n in 0..4_000 {
-        week.model.insert_alert(json!({
-            "alert_id": format!("{}", 2_000_000 + n), "category": "Burst",
-            "created": now, "modified": now, "status": "open", "priority": "high"
-        }));
-    }
+    week.insert_burst(2_000_000, 4_000);
     week.poll_for(&forwarder, Duration::from_millis(2 * DAY_MS as u64))
         .await;
     assert_never_over(&week, 5_000, "burst");
     assert_last_hours_polled(&week, 2, "burst");
     assert_latest_states_delivered(&week, &forwarder, "burst");
+}
+
+/// A burst the day's budget cannot carry: its details take what the
+/// day can spare, the lists go on at their floor until 00:00 UTC, and
+/// the last hour's share is not held back while details wait.
+#[tokio::test(start_paused = true)]
+async fn backlog_outrunning_the_day_keeps_listing() {
+    let week = Week::new(License::Enterprise, 5.0, "");
+    let forwarder = week.forwarder();
+    week.poll_for(&forwarder, Duration::from_millis(14 * HOUR_MS as u64))
+        .await;
+    week.insert_burst(3_000_000, 6_000);
+    week.poll_for(&forwarder, Duration::from_millis(10 * HOUR_MS as u64))
+        .await;
+    assert_never_over(&week, 5_000, "backlog");
+    let pending = forwarder.store.pending_count("alerts").expect("pending");
+    assert!(
+        pending > 0,
+        "the day cannot carry the burst: {pending} pending"
+    );
+
+    let requests = week.requests();
+    let evening = WEEK_START_MS + 15 * HOUR_MS..WEEK_START_MS + DAY_MS;
+    let mut lists: Vec<i64> = requests
+        .iter()
+        .filter(|(at, action)| *action == "listAlerts" && evening.contains(at))
+        .map(|(at, _)| *at)
+        .collect();
+    lists.sort_unstable();
+    let gaps = lists.windows(2).map(|pair| pair[1] - pair[0]);
+    let longest = gaps.chain([lists.first().map_or(DAY_MS, |first| first - evening.start)]);
+    let longest = longest.max().unwrap_or(DAY_MS);
+    // The floor is a list every 15 minutes; a list may wait a few
+    // minutes for the pacer's next token.
+    assert!(
+        longest <= 20 * 60_000,
+        "longest gap between lists from 15:00: {} s",
+        longest / 1_000
+    );
+    let last_hour = WEEK_START_MS + 23 * HOUR_MS..WEEK_START_MS + DAY_MS;
+    let in_last_hour = requests
+        .iter()
+        .filter(|(at, _)| last_hour.contains(at))
+        .count();
+    assert!(in_last_hour > 0, "no request in the last hour");
+    assert!(
+        in_last_hour < 5_000 / 24 / 2,
+        "{in_last_hour} requests in the last hour: its share was held back while details waited"
+    );
 }
 
 #[tokio::test(start_paused = true)]

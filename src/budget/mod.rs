@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::config::QuotaSettings;
 use crate::state::{LedgerDay, StateError, Store};
 
-pub use pacer::{Pacer, Permit, TAIL_MS, can_spare, planned_period_ms, tail_share};
+pub use pacer::{ListHold, Pacer, Permit, TAIL_MS, can_spare, planned_period_ms, tail_share};
 pub use shares::{Shares, SourceKind, reserved_for_background, within_share};
 
 /// Maximum random delay added after 00:00 UTC before a closed day

@@ -73,8 +73,8 @@ pub enum Permit {
 
 struct Plan {
     /// The inputs the plan was computed from: day, allowance, last sync,
-    /// hour.
-    key: (String, i64, Option<i64>, i64),
+    /// hour, requests held for the last hour.
+    key: (String, i64, Option<i64>, i64, i64),
     limiter: Limiter,
     period_ms: i64,
     burst: u32,
@@ -99,6 +99,20 @@ pub struct Pacer {
     clock: Clock,
     burst_window: Duration,
     plan: Option<Plan>,
+    /// Requests kept for lists while a backlog takes the rest of the
+    /// day, in place of the usual floors.
+    hold: Option<ListHold>,
+}
+
+/// Requests to keep for list calls and syncs while pending details take
+/// every other request the rest of the day can spare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListHold {
+    /// Those of the day's last hour, held back until it begins.
+    pub last_hour: i64,
+    /// Those of the rest of the day, which details never take, even
+    /// on a token.
+    pub rest_of_day: i64,
 }
 
 impl Pacer {
@@ -108,7 +122,50 @@ impl Pacer {
             clock,
             burst_window,
             plan: None,
+            hold: None,
         }
+    }
+
+    /// Sets what to keep for lists while the pending details take every
+    /// request the rest of the day can spare, or `None` for the usual
+    /// rule: one hour's share ([`tail_share`]) held for the last hour.
+    ///
+    /// With a backlog that share only moves details later: it goes to
+    /// details queued since earlier hours, and that hour's own alerts
+    /// wait for the next day either way. Holding only the last hour's
+    /// lists fetches the same details sooner. Details beyond the plan
+    /// still leave a tenth of an even spread, which keeps room for a
+    /// sync to find what other tools spent.
+    pub fn hold_for_lists(&mut self, hold: Option<ListHold>) {
+        self.hold = hold.map(|hold| ListHold {
+            last_hour: hold.last_hour.max(1),
+            rest_of_day: hold.rest_of_day.max(1),
+        });
+    }
+
+    /// Checks whether a detail may go without eating into what
+    /// [`Pacer::hold_for_lists`] keeps for lists. A token does not
+    /// settle it: tokens are planned hourly from the remaining budget,
+    /// and details that went beyond the plan since have spent some of it.
+    pub fn leaves_lists_their_hold(&self, budget: &Budget) -> Result<bool, StateError> {
+        let Some(hold) = self.hold else {
+            return Ok(true);
+        };
+        let day = budget.ledger()?;
+        Ok(budget.allowed(&day) - day.effective_used() > hold.rest_of_day)
+    }
+
+    /// Returns the requests held back for the last hour until it begins.
+    fn tail(&self, allowed: i64) -> i64 {
+        let share = tail_share(allowed);
+        self.hold.map_or(share, |hold| hold.last_hour.min(share))
+    }
+
+    /// Returns the floor that today's remaining budget must stay above
+    /// after a request beyond the plan.
+    fn borrow_floor(&self, budget: &Budget) -> Result<i64, StateError> {
+        let tail = self.tail(budget.allowed(&budget.ledger()?));
+        borrow_floor(budget, tail)
     }
 
     /// Takes a token when a request may go now under today's plan.
@@ -124,13 +181,20 @@ impl Pacer {
             // Ask again just after the day turns.
             return Ok(Permit::Wait(millis(next_day_start_ms(now) - now + 1_000)));
         }
-        let (horizon_end, planned) = horizon(now, allowed, remaining);
+        let tail = self.tail(allowed);
+        let (horizon_end, planned) = horizon(now, remaining, tail);
         if planned <= 0 {
             // Only the last hour's share is left: wait for that hour.
             return Ok(Permit::Wait(millis(horizon_end - now)));
         }
 
-        let key = (day.day.clone(), allowed, day.synced_ms, now / REPLAN_MS);
+        let key = (
+            day.day.clone(),
+            allowed,
+            day.synced_ms,
+            now / REPLAN_MS,
+            tail,
+        );
         if self.plan.as_ref().is_none_or(|plan| plan.key != key) {
             let since = day.last_request_ms.unwrap_or(0).max(day_start_ms(now));
             let period_ms = ((horizon_end - now) / planned).max(1);
@@ -156,15 +220,16 @@ impl Pacer {
 
     /// Takes a token like [`Pacer::check`], and when the plan has none,
     /// still lets the request go if today's remaining budget stays above
-    /// a floor: one hour's share for the last hour and a tenth of an
-    /// even spread over the time left. A burst of alert changes is then
+    /// a floor: one hour's share for the last hour, or what
+    /// [`Pacer::hold_for_lists`] holds for it, and a tenth of an even
+    /// spread over the time left. A burst of alert changes is then
     /// fetched at once from budget the rest of the day can spare,
     /// instead of at the plan's pace, which the regular list calls use
     /// up. Requests that go this way take no token, and the next plan
     /// (hourly, or after a sync) starts from the lower remaining budget.
     pub fn check_borrowing(&mut self, budget: &Budget) -> Result<Permit, StateError> {
         let permit = self.check(budget)?;
-        if permit == Permit::Go || !may_borrow(budget)? {
+        if permit == Permit::Go || !may_borrow(budget, self.borrow_floor(budget)?)? {
             return Ok(permit);
         }
         Ok(Permit::Go)
@@ -182,7 +247,7 @@ impl Pacer {
 
     fn build(
         &self,
-        key: (String, i64, Option<i64>, i64),
+        key: (String, i64, Option<i64>, i64, i64),
         now: i64,
         period_ms: i64,
         remaining: i64,
@@ -227,27 +292,32 @@ impl Pacer {
 pub fn can_spare(budget: &Budget) -> Result<bool, StateError> {
     let now = budget.server_now_ms();
     let in_last_hour = now >= next_day_start_ms(now) - TAIL_MS;
-    Ok(!in_last_hour && may_borrow(budget)?)
+    let allowed = budget.allowed(&budget.ledger()?);
+    let floor = borrow_floor(budget, tail_share(allowed))?;
+    Ok(!in_last_hour && may_borrow(budget, floor)?)
 }
 
-/// Checks whether one request beyond the plan leaves today's budget above the
-/// floor that [`Pacer::check_borrowing`] describes.
-fn may_borrow(budget: &Budget) -> Result<bool, StateError> {
+/// Checks whether one request beyond the plan leaves today's budget
+/// above `floor`.
+fn may_borrow(budget: &Budget, floor: i64) -> Result<bool, StateError> {
     let day = budget.ledger()?;
     if budget.is_closed(&day) {
         return Ok(false);
     }
+    let remaining = budget.allowed(&day) - day.effective_used();
+    Ok(remaining > floor)
+}
+
+/// Returns the floor of [`Pacer::check_borrowing`]: `tail` requests for
+/// the last hour until it begins, and a tenth of an even spread of the
+/// day's allowance over the time left.
+fn borrow_floor(budget: &Budget, tail: i64) -> Result<i64, StateError> {
+    let allowed = budget.allowed(&budget.ledger()?);
     let now = budget.server_now_ms();
-    let allowed = budget.allowed(&day);
-    let remaining = allowed - day.effective_used();
     let end = next_day_start_ms(now);
     let spread = allowed as f64 * BORROW_FLOOR_SHARE * (end - now) as f64 / DAY_MS as f64;
-    let tail = if now < end - TAIL_MS {
-        tail_share(allowed)
-    } else {
-        0
-    };
-    Ok(remaining > spread.ceil() as i64 + tail)
+    let tail = if now < end - TAIL_MS { tail } else { 0 };
+    Ok(spread.ceil() as i64 + tail)
 }
 
 /// Requests held back for the day's last hour until it begins: one
@@ -258,13 +328,12 @@ pub fn tail_share(allowed: i64) -> i64 {
 
 /// Returns the end of the span the plan spreads requests over, and how
 /// many it spreads. Before the day's last hour the span ends where that
-/// hour starts, and one hour's share of `allowed` (at least one request)
-/// is held back for it.
-fn horizon(now: i64, allowed: i64, remaining: i64) -> (i64, i64) {
+/// hour starts, and `tail` requests are held back for it.
+fn horizon(now: i64, remaining: i64, tail: i64) -> (i64, i64) {
     let end = next_day_start_ms(now);
     let tail_start = end - TAIL_MS;
     if now < tail_start {
-        (tail_start, remaining - tail_share(allowed))
+        (tail_start, remaining - tail)
     } else {
         (end - END_MARGIN_MS.min((end - now) / 2), remaining)
     }
@@ -273,7 +342,7 @@ fn horizon(now: i64, allowed: i64, remaining: i64) -> (i64, i64) {
 /// Computes the planned time between requests at `now`, or `None` when
 /// nothing is planned before the last hour. `status` shows it.
 pub fn planned_period_ms(now: i64, allowed: i64, remaining: i64) -> Option<i64> {
-    let (horizon_end, planned) = horizon(now, allowed, remaining);
+    let (horizon_end, planned) = horizon(now, remaining, tail_share(allowed));
     (planned > 0).then(|| ((horizon_end - now) / planned).max(1))
 }
 
@@ -380,6 +449,43 @@ mod tests {
             let count = by_hour(hour);
             assert!((150..=260).contains(&count), "hour {hour}: {count}");
         }
+    }
+
+    #[test]
+    fn list_hold_replaces_the_usual_floors() {
+        // 18:00 with 400 requests left.
+        let clock = Clock::manual(DAY_START + 18 * 3_600_000);
+        let (_dir, budget) = budget(&clock, 5_000);
+        for _ in 0..4_600 {
+            budget.take("test").expect("room");
+        }
+        let mut pacer = Pacer::new(clock.clone(), Duration::from_secs(60));
+        let borrowed = |pacer: &mut Pacer| {
+            let mut count = 0;
+            while pacer.check_borrowing(&budget).expect("check") == Permit::Go {
+                budget.take("test").expect("room");
+                count += 1;
+            }
+            count
+        };
+        // The usual floor: 209 for the last hour and a tenth of an even
+        // spread over 6 hours, 125.
+        assert_eq!(borrowed(&mut pacer), 400 - 209 - 125);
+        assert!(pacer.leaves_lists_their_hold(&budget).expect("ledger"));
+        pacer.hold_for_lists(Some(ListHold {
+            last_hour: 4,
+            rest_of_day: 24,
+        }));
+        // Only the last hour's share is released.
+        assert_eq!(borrowed(&mut pacer), 209 - 4);
+        assert!(pacer.leaves_lists_their_hold(&budget).expect("ledger"));
+        pacer.hold_for_lists(Some(ListHold {
+            last_hour: 4,
+            rest_of_day: 129,
+        }));
+        assert!(!pacer.leaves_lists_their_hold(&budget).expect("ledger"));
+        // Only the last hour's lists are held back for it.
+        assert_eq!(pacer.tail(5_000), 4);
     }
 
     #[test]

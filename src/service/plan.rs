@@ -25,9 +25,18 @@ use crate::state::{StateError, Store};
 pub const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: f64 = 86_400_000.0;
 
-/// Share of the remaining requests always left for listing, so a large
-/// backlog of details never stops new alerts from being seen.
+/// Share of the remaining requests, and of an even spread of the day's
+/// allowance, always left for listing, so a large backlog of details
+/// never stops new alerts from being seen. The pacer keeps the same
+/// share of the spread from details that go beyond its plan.
 const MIN_LIST_SHARE: f64 = 0.1;
+
+/// Longest gap between lists that the list floor keeps while pending
+/// details take the rest of the budget. Lists then find alerts whose
+/// details wait for the next day anyway, so more of them would only
+/// move details later. Fewer would leave the backlog's count and the
+/// newest alerts unseen for longer.
+const BACKLOG_LIST_GAP_MS: f64 = 15.0 * 60_000.0;
 
 /// Share of the spare requests held back at 00:00 UTC for an unforeseen
 /// burst, when no profile of past days exists yet. The share shrinks in
@@ -258,6 +267,28 @@ impl Activity {
     }
 }
 
+/// Shortest span over which a rate since start is taken as measured.
+const MIN_RATE_SPAN_MS: f64 = 60_000.0;
+
+/// Returns the rate of alert changes since the process started, in
+/// changes per millisecond, from `changes` listed over `elapsed_ms`.
+///
+/// Once the profile of past days is known it steers the plan, and the
+/// rate is the plain mean over at least an hour. Without a profile the
+/// rate alone sets how many details the rest of the day will take, and
+/// an early estimate built on few changes is mostly chance. Planning
+/// with one standard deviation above the count (`n + √n + 1`, the count
+/// being close to Poisson) then errs toward fewer lists while the count
+/// is small, instead of spending the first hour's requests on lists
+/// as if no changes were coming. The excess shrinks as `1 / √n`.
+pub fn rate_since_start(changes: f64, elapsed_ms: f64, profile_known: bool) -> f64 {
+    let changes = changes.max(0.0);
+    if profile_known {
+        return changes / elapsed_ms.max(HOUR_MS as f64);
+    }
+    (changes + changes.sqrt() + 1.0) / elapsed_ms.max(MIN_RATE_SPAN_MS)
+}
+
 /// Estimates the details still to come today. Without a profile of past
 /// days it is the rate seen since the process started, carried over the
 /// time left. With one, it is the larger of two estimates:
@@ -314,6 +345,8 @@ pub fn last_hour_share(profile: &Profile, ms_into_day: i64, left_ms: f64) -> f64
 /// Today's remaining requests and what they must carry.
 #[derive(Clone, Copy, Debug)]
 pub struct Demand {
+    /// Today's allowance: the limit less the reserve.
+    pub allowed: f64,
     pub remaining: f64,
     pub pending: f64,
     pub expected_details: f64,
@@ -351,9 +384,18 @@ pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
         let before_last_hour = (demand.left_ms - HOUR_MS as f64) / demand.left_ms;
         planned = planned.min((spare - demand.tail_only) / before_last_hour);
     }
-    // At least a tenth of the remaining budget, and one list a day,
-    // however large the backlog.
-    let floor = (demand.remaining * MIN_LIST_SHARE).max(demand.left_ms / DAY_MS);
+    // However large the backlog: at least a tenth of the remaining
+    // budget, and one list a day. When the backlog outruns the budget,
+    // also a tenth of an even spread of the day's allowance over the
+    // time left, but no more than one list per `BACKLOG_LIST_GAP_MS`:
+    // the remaining budget then shrinks toward zero by 00:00 UTC, and
+    // its tenth alone would leave the evening unlisted.
+    let spread = (demand.allowed * MIN_LIST_SHARE * demand.left_ms / DAY_MS)
+        .min(demand.left_ms / BACKLOG_LIST_GAP_MS);
+    let floor = (demand.remaining * MIN_LIST_SHARE)
+        .max(spread)
+        .max(demand.left_ms / DAY_MS)
+        .min(demand.remaining.max(1.0));
     if planned >= floor {
         (planned, false)
     } else {
@@ -466,6 +508,7 @@ mod tests {
     #[test]
     fn lists_leave_last_hour_reserve() {
         let demand = Demand {
+            allowed: 5_000.0,
             remaining: 1_400.0,
             pending: 0.0,
             expected_details: 900.0,
@@ -494,6 +537,23 @@ mod tests {
         };
         let margin = 500.0 * (1.0 - MARGIN_WITHOUT_PROFILE * 9.0 / 24.0);
         assert!((lists_affordable(&unknown).0 - margin).abs() < 1e-6);
+    }
+
+    #[test]
+    fn early_rate_errs_high_until_the_count_grows() {
+        let minute = 60_000.0;
+        // No change yet is not read as no changes coming.
+        assert!(rate_since_start(0.0, 10.0 * minute, false) > 0.0);
+        // 3 changes in 5 minutes plan as 5.7.
+        let early = rate_since_start(3.0, 5.0 * minute, false) * 5.0 * minute;
+        assert!((early - (4.0 + 3f64.sqrt())).abs() < 1e-9, "{early}");
+        // 2,000 changes in 12 hours plan within 2.5 % of the mean.
+        let span = 12.0 * HOUR_MS as f64;
+        let late = rate_since_start(2_000.0, span, false) * span;
+        assert!((2_000.0..2_050.0).contains(&late), "{late}");
+        // With a profile, the plain mean over at least an hour.
+        let known = rate_since_start(30.0, 10.0 * minute, true) * HOUR_MS as f64;
+        assert!((known - 30.0).abs() < 1e-9, "{known}");
     }
 
     #[test]
@@ -564,6 +624,7 @@ mod tests {
     #[test]
     fn lists_keep_margin_above_floor() {
         let demand = Demand {
+            allowed: 5_000.0,
             remaining: 3_000.0,
             pending: 0.0,
             expected_details: 1_000.0,

@@ -31,7 +31,7 @@ use super::background::{self, Background, BackgroundJob};
 use super::plan::{self, Activity, Demand, HourTally, Profile};
 use crate::api::{ErrorKind, Transport};
 use crate::budget::{
-    Pacer, Permit, SourceKind, TAIL_MS, can_spare, day_start_ms, next_day_start_ms,
+    ListHold, Pacer, Permit, SourceKind, TAIL_MS, can_spare, day_start_ms, next_day_start_ms,
     reserved_for_background, tail_share,
 };
 use crate::logging::{Repeats, Verdict};
@@ -289,7 +289,9 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             }
             if forwarder.store.has_pending(SOURCE)? {
                 self.warn_if_backlog(pending)?;
-                return Ok((Some(Job::Detail), Duration::ZERO));
+                if self.pacer.leaves_lists_their_hold(&forwarder.budget)? {
+                    return Ok((Some(Job::Detail), Duration::ZERO));
+                }
             }
             wake_at = wake_at.min(due_at);
             alerts_saturated = interval <= settings.alerts.min_poll_interval
@@ -332,7 +334,10 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     /// of one or two requests a day alternates lists and details instead
     /// of listing only.
     fn detail_before_list(&self, pending: i64) -> Result<bool, SourceError> {
-        if pending == 0 || self.last_job != Some(Job::List) {
+        if pending == 0
+            || self.last_job != Some(Job::List)
+            || !self.pacer.leaves_lists_their_hold(&self.forwarder.budget)?
+        {
             return Ok(false);
         }
         let budget = &self.forwarder.budget;
@@ -350,14 +355,17 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             }
         }
         let pending = self.forwarder.store.pending_count(SOURCE)?;
-        let interval = self.list_interval(pending)?;
+        let (interval, hold) = self.list_interval(pending)?;
+        self.pacer.hold_for_lists(hold);
         self.list_plan = Some((now, pending, interval));
         Ok((pending, interval))
     }
 
     /// Time between list calls that today's remaining budget affords,
-    /// scaled by recent activity.
-    fn list_interval(&self, pending: i64) -> Result<Duration, SourceError> {
+    /// scaled by recent activity. When the pending and expected details
+    /// take every request but the lists' floor, also what the pacer
+    /// keeps for those lists and the syncs.
+    fn list_interval(&self, pending: i64) -> Result<(Duration, Option<ListHold>), SourceError> {
         let forwarder = self.forwarder;
         let budget = &forwarder.budget;
         let day = budget.ledger()?;
@@ -365,8 +373,11 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let now = budget.server_now_ms();
         let left_ms = (next_day_start_ms(now) - now).max(1) as f64;
         let local_now = forwarder.clock.now_ms();
-        let elapsed = (local_now - self.started_ms).max(3_600_000) as f64;
-        let rate = self.listed as f64 / elapsed;
+        let rate = plan::rate_since_start(
+            self.listed as f64,
+            (local_now - self.started_ms) as f64,
+            self.profile.is_known(),
+        );
         let day_start = day_start_ms(now);
         let today = if self.today.0 == day_start {
             self.today.1
@@ -400,6 +411,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             (tail_share(budget.allowed(&day)) as f64 - last_hour_details - last_hour_syncs)
                 .max(0.0);
         let (lists, floor) = plan::lists_affordable(&Demand {
+            allowed: budget.allowed(&day) as f64,
             remaining: (remaining - background).max(0.0),
             pending: pending as f64,
             expected_details: expected,
@@ -408,20 +420,36 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             profile_known: self.profile.is_known(),
             tail_only,
         });
+        // When a backlog takes the rest and the floor lists at least
+        // hourly, the pacer keeps the lists' requests from the details
+        // (see `ListHold`). On a small licence the usual floors are a
+        // request or two, and a hold would stop a budget of one request
+        // a day from alternating lists and details.
+        let hold = floor && lists * plan::HOUR_MS as f64 >= left_ms;
         let mut factor = plan::activity_factor(self.activity.rate(local_now), expected / left_ms);
-        if floor {
+        if hold {
+            // The lists are at a floor that bounds their gaps: activity
+            // may not space them wider.
+            factor = 1.0;
+        } else if floor {
             // A backlog already takes the rest: activity may slow the
             // lists but never spend more on them.
             factor = factor.min(1.0);
         }
         let mut interval_ms = left_ms / lists / factor;
-        if !floor && left_ms <= TAIL_MS as f64 {
-            // However quiet the spell, the last hour's planned list goes
-            // before 00:00 UTC, when unspent requests are lost.
+        if left_ms <= TAIL_MS as f64 {
+            // However quiet the spell or large the backlog, the last
+            // hour's list goes before 00:00 UTC, when unspent requests
+            // are lost.
             interval_ms = interval_ms.min(left_ms);
         }
         let interval = Duration::from_millis(interval_ms as u64);
-        Ok(interval.max(settings.alerts.min_poll_interval))
+        let hold = hold.then(|| ListHold {
+            last_hour: (lists * (TAIL_MS as f64 / left_ms).min(1.0) + last_hour_syncs).ceil()
+                as i64,
+            rest_of_day: (lists + syncs).ceil() as i64,
+        });
+        Ok((interval.max(settings.alerts.min_poll_interval), hold))
     }
 
     /// Counts the changes a list call returned, for the rate estimate,
