@@ -9,8 +9,9 @@
 //!
 //! Run with `cargo bench --bench quota`; add a scenario name, or part
 //! of one, to run only matching scenarios. With `QUOTA_HOURLY` set in
-//! the environment, the forwarder's requests per hour and action go to
-//! stderr.
+//! the environment, the forwarder's requests per hour and action, and
+//! its mean delay per hour in which the changes were made, go to
+//! stderr. `QUOTA_SEED` draws the changes from another seed.
 
 // A crate root looks for modules next to itself, so name the folder.
 #[path = "quota/fixed.rs"]
@@ -34,7 +35,8 @@ use stats::Figures;
 
 const API_KEY: &str = "bench-key-7d41e0";
 
-/// Seed of every scenario's change schedule.
+/// Seed of every scenario's change schedule, unless `QUOTA_SEED` sets
+/// another.
 const SEED: u64 = 7;
 
 /// 40 % of each day's changes within 14:00-15:00 UTC.
@@ -42,6 +44,7 @@ const BURST: Burst = Burst {
     share: 0.4,
     extra: 0,
     hour: 14,
+    from_day: 0,
 };
 
 /// 500 changes added to each day within 14:00-15:00 UTC, a tenth of
@@ -51,6 +54,13 @@ const SURGE: Burst = Burst {
     share: 0.0,
     extra: 500,
     hour: 14,
+    from_day: 0,
+};
+
+/// The surge on the third day of a run only.
+const SURGE_DAY3: Burst = Burst {
+    from_day: 2,
+    ..SURGE
 };
 
 fn scenarios() -> Vec<Scenario> {
@@ -62,6 +72,13 @@ fn scenarios() -> Vec<Scenario> {
         days: 2,
         warmup_days: 0,
         fleet: 5,
+    };
+    // Three days, of which only the third is counted.
+    let third_day = |name, changes_per_day, burst| Scenario {
+        name,
+        days: 3,
+        warmup_days: 2,
+        ..enterprise(name, changes_per_day, Some(burst))
     };
     vec![
         enterprise("enterprise-500", 500, None),
@@ -75,12 +92,12 @@ fn scenarios() -> Vec<Scenario> {
         enterprise("enterprise-4000-surge", 4_000, Some(SURGE)),
         // The same load after two days the forwarder has seen, so its
         // hourly profile contains the burst hour.
-        Scenario {
-            name: "enterprise-4000-burst-day3",
-            days: 3,
-            warmup_days: 2,
-            ..enterprise("", 4_000, Some(BURST))
-        },
+        third_day("enterprise-4000-burst-day3", 4_000, BURST),
+        // A surge after two usual days: the forwarder's profile and the
+        // fixed poller's interval both know the usual day.
+        third_day("enterprise-500-surge-day3", 500, SURGE_DAY3),
+        third_day("enterprise-2000-surge-day3", 2_000, SURGE_DAY3),
+        third_day("enterprise-4000-surge-day3", 4_000, SURGE_DAY3),
         Scenario {
             name: "developer-20",
             license: License::Developer,
@@ -171,18 +188,53 @@ fn main() {
         .skip(1)
         .filter(|arg| !arg.starts_with("--"))
         .collect();
+    let seed = match std::env::var("QUOTA_SEED") {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("QUOTA_SEED={text:?} is not a whole number")),
+        Err(_) => SEED,
+    };
+    let hourly = std::env::var_os("QUOTA_HOURLY").is_some();
     for scenario in scenarios() {
         if !filter.is_empty() && !filter.iter().any(|f| scenario.name.contains(f.as_str())) {
             continue;
         }
-        let changes = load::schedule(&scenario, SEED);
+        let changes = load::schedule(&scenario, seed);
         let run = forwarder::run(&scenario, &changes);
         let ours = stats::figures(&scenario, &changes, &run);
         let baseline = stats::figures(&scenario, &changes, &fixed::run(&scenario, &changes));
+        if hourly {
+            print_delay_by_hour(&ours);
+        }
         print_scenario(&scenario, &ours, &baseline);
         if scenario.fleet > 5 {
             print_coverage(&scenario, &run);
         }
+    }
+}
+
+/// Prints when the forwarder's longest gap began, and its mean delay per
+/// hour of the run in which the changes were made, with that hour's part
+/// of the summed delay.
+fn print_delay_by_hour(figures: &Figures) {
+    let from_s = figures.blind_from_ms / 1_000;
+    eprintln!(
+        "longest gap: {:.0} s from day {} {:02}:{:02}:{:02}",
+        figures.blind_s,
+        from_s / 86_400,
+        from_s / 3_600 % 24,
+        from_s / 60 % 60,
+        from_s % 60,
+    );
+    let total: f64 = figures.by_hour.values().map(|(_, sum)| sum).sum();
+    for (hour, (count, sum)) in &figures.by_hour {
+        eprintln!(
+            "day {} hour {:02}: {count} changes, mean delay {:.0} s, {:.1} % of the summed delay",
+            hour / 24,
+            hour % 24,
+            sum / *count as f64,
+            100.0 * sum / total.max(1e-9),
+        );
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Burst {
     pub extra: usize,
     /// Start of the burst hour, in hours after 00:00 UTC.
     pub hour: i64,
+    /// First day of the run with the burst; earlier days bring the
+    /// usual changes only.
+    pub from_day: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -112,11 +115,13 @@ pub fn schedule(scenario: &Scenario, seed: u64) -> Vec<Change> {
     let mut times = Vec::new();
     for day in 0..scenario.days {
         let day_start = START_MS + day * DAY_MS;
-        let packed = scenario.burst.map_or(0, |burst| {
+        let burst = scenario.burst.filter(|burst| day >= burst.from_day);
+        let packed = burst.map_or(0, |burst| {
             (scenario.changes_per_day as f64 * burst.share).round() as usize + burst.extra
         });
-        for n in 0..scenario.changes_on_day() {
-            let offset = match scenario.burst {
+        let count = scenario.changes_per_day + burst.map_or(0, |burst| burst.extra);
+        for n in 0..count {
+            let offset = match burst {
                 Some(burst) if n < packed => burst.hour * HOUR_MS + rng.random_range(0..HOUR_MS),
                 _ => rng.random_range(0..DAY_MS),
             };

@@ -2,9 +2,9 @@
 //! requests per day, delays from modification to delivery, and the
 //! longest time without a request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::load::{Change, DAY_MS, START_MS, Scenario};
+use crate::load::{Change, DAY_MS, HOUR_MS, START_MS, Scenario};
 
 /// The record of one poller's run.
 #[derive(Default)]
@@ -36,7 +36,12 @@ pub struct Figures {
     pub max_s: f64,
     pub mean_s: f64,
     pub blind_s: f64,
+    /// When the longest gap began, in milliseconds since the run's start.
+    pub blind_from_ms: i64,
     pub wall_s: f64,
+    /// Counted states and their summed delay in seconds, per hour of
+    /// the run in which they were modified.
+    pub by_hour: BTreeMap<i64, (usize, f64)>,
 }
 
 /// A state of an alert and how long it stayed the current one.
@@ -74,6 +79,7 @@ pub fn figures(scenario: &Scenario, changes: &[Change], run: &Run) -> Figures {
     }
     let min_lifetime = scenario.fixed_interval_ms();
     let mut delays = Vec::new();
+    let mut by_hour = BTreeMap::new();
     let (mut counted, mut superseded, mut undelivered) = (0, 0, 0);
     let counted_from = scenario.counted_from_ms();
     for state in states(changes, end_ms) {
@@ -95,6 +101,12 @@ pub fn figures(scenario: &Scenario, changes: &[Change], run: &Run) -> Figures {
                 newer
             }
         };
+        if let Some(at) = delivered {
+            let hour = (state.modified * 1_000 - START_MS).div_euclid(HOUR_MS);
+            let entry = by_hour.entry(hour).or_insert((0, 0.0));
+            entry.0 += 1;
+            entry.1 += (at - state.modified * 1_000) as f64 / 1e3;
+        }
         match delivered {
             Some(at) => delays.push((at - state.modified * 1_000) as f64 / 1e3),
             None => undelivered += 1,
@@ -102,6 +114,7 @@ pub fn figures(scenario: &Scenario, changes: &[Change], run: &Run) -> Figures {
     }
     delays.sort_by(f64::total_cmp);
     let mean_s = delays.iter().sum::<f64>() / delays.len().max(1) as f64;
+    let blind = blind_ms(&run.requests, counted_from, end_ms);
     Figures {
         per_day: per_day(scenario, &run.requests),
         limit_hits: run.limit_hits,
@@ -112,8 +125,10 @@ pub fn figures(scenario: &Scenario, changes: &[Change], run: &Run) -> Figures {
         p95_s: quantile(&delays, 0.95),
         max_s: delays.last().copied().unwrap_or(0.0),
         mean_s,
-        blind_s: blind_ms(&run.requests, counted_from, end_ms) as f64 / 1e3,
+        blind_s: blind.0 as f64 / 1e3,
+        blind_from_ms: blind.1 - START_MS,
         wall_s: run.wall_s,
+        by_hour,
     }
 }
 
@@ -138,8 +153,8 @@ fn per_day(scenario: &Scenario, requests: &[i64]) -> Vec<usize> {
 }
 
 /// The maximum gap between two requests from `from_ms` on, counting
-/// `from_ms` and the run's end as edges.
-fn blind_ms(requests: &[i64], from_ms: i64, end_ms: i64) -> i64 {
+/// `from_ms` and the run's end as edges, and when it began.
+fn blind_ms(requests: &[i64], from_ms: i64, end_ms: i64) -> (i64, i64) {
     let mut times: Vec<i64> = requests
         .iter()
         .copied()
@@ -147,9 +162,11 @@ fn blind_ms(requests: &[i64], from_ms: i64, end_ms: i64) -> i64 {
         .collect();
     times.sort_unstable();
     let mut previous = from_ms;
-    let mut longest = 0;
+    let mut longest = (0, from_ms);
     for at in times.into_iter().chain([end_ms]) {
-        longest = longest.max(at - previous);
+        if at - previous > longest.0 {
+            longest = (at - previous, previous);
+        }
         previous = at;
     }
     longest
