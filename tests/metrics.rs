@@ -144,7 +144,14 @@ async fn scrape_matches_simulator_and_receiver() {
     let mut late = common::receiver_at(Protocol::Tcp, down).await;
     let caught_up = late.take(RECENT_ALERTS, WAIT).await;
     let down_depth = "iotsecure_forwarder_outbox_depth{output=\"down\"}";
-    let text = scrape_until(listen, |text| sample(text, down_depth) == Some(0.0)).await;
+    let down_delivered = "iotsecure_forwarder_events_delivered_total{output=\"down\"}";
+    // The outbox advances before the batch is counted, so a scrape in
+    // between sees the depth at zero and part of the count.
+    let text = scrape_until(listen, |text| {
+        sample(text, down_depth) == Some(0.0)
+            && sample(text, down_delivered) == Some(RECENT_ALERTS as f64)
+    })
+    .await;
     assert_eq!(caught_up.len(), RECENT_ALERTS);
     let value = |series: &str| sample(&text, &format!("iotsecure_forwarder_{series}"));
     assert_eq!(
