@@ -146,7 +146,7 @@ async fn scrape_matches_simulator_and_receiver() {
     let down_depth = "iotsecure_forwarder_outbox_depth{output=\"down\"}";
     let down_delivered = "iotsecure_forwarder_events_delivered_total{output=\"down\"}";
     // The outbox advances before the batch is counted, so a scrape in
-    // between sees the depth at zero and part of the count.
+    // between reads a depth of zero and only part of the count.
     let text = scrape_until(listen, |text| {
         sample(text, down_depth) == Some(0.0)
             && sample(text, down_delivered) == Some(RECENT_ALERTS as f64)

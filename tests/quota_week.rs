@@ -323,7 +323,7 @@ async fn backlog_outrunning_the_day_keeps_listing() {
     let gaps = lists.windows(2).map(|pair| pair[1] - pair[0]);
     let longest = gaps.chain([lists.first().map_or(DAY_MS, |first| first - evening.start)]);
     let longest = longest.max().unwrap_or(DAY_MS);
-    // The floor is a list every 15 minutes; a list may wait a few
+    // The floor is a list every 15 minutes, and a list may wait a few
     // minutes for the pacer's next token.
     assert!(
         longest <= 20 * 60_000,

@@ -155,19 +155,6 @@ impl Pacer {
         Ok(budget.allowed(&day) - day.effective_used() > hold.rest_of_day)
     }
 
-    /// Returns the requests held back for the last hour until it begins.
-    fn tail(&self, allowed: i64) -> i64 {
-        let share = tail_share(allowed);
-        self.hold.map_or(share, |hold| hold.last_hour.min(share))
-    }
-
-    /// Returns the floor that today's remaining budget must stay above
-    /// after a request beyond the plan.
-    fn borrow_floor(&self, budget: &Budget) -> Result<i64, StateError> {
-        let tail = self.tail(budget.allowed(&budget.ledger()?));
-        borrow_floor(budget, tail)
-    }
-
     /// Takes a token when a request may go now under today's plan.
     pub fn check(&mut self, budget: &Budget) -> Result<Permit, StateError> {
         let day = budget.ledger()?;
@@ -181,7 +168,7 @@ impl Pacer {
             // Ask again just after the day turns.
             return Ok(Permit::Wait(millis(next_day_start_ms(now) - now + 1_000)));
         }
-        let tail = self.tail(allowed);
+        let tail = held_for_last_hour(allowed, self.hold);
         let (horizon_end, planned) = horizon(now, remaining, tail);
         if planned <= 0 {
             // Only the last hour's share is left: wait for that hour.
@@ -229,7 +216,7 @@ impl Pacer {
     /// (hourly, or after a sync) starts from the lower remaining budget.
     pub fn check_borrowing(&mut self, budget: &Budget) -> Result<Permit, StateError> {
         let permit = self.check(budget)?;
-        if permit == Permit::Go || !may_borrow(budget, self.borrow_floor(budget)?)? {
+        if permit == Permit::Go || !may_borrow(budget, self.hold)? {
             return Ok(permit);
         }
         Ok(Permit::Go)
@@ -292,32 +279,35 @@ impl Pacer {
 pub fn can_spare(budget: &Budget) -> Result<bool, StateError> {
     let now = budget.server_now_ms();
     let in_last_hour = now >= next_day_start_ms(now) - TAIL_MS;
-    let allowed = budget.allowed(&budget.ledger()?);
-    let floor = borrow_floor(budget, tail_share(allowed))?;
-    Ok(!in_last_hour && may_borrow(budget, floor)?)
+    Ok(!in_last_hour && may_borrow(budget, None)?)
 }
 
-/// Checks whether one request beyond the plan leaves today's budget
-/// above `floor`.
-fn may_borrow(budget: &Budget, floor: i64) -> Result<bool, StateError> {
+/// Checks whether one request beyond the plan leaves today's budget above the
+/// floor that [`Pacer::check_borrowing`] describes, with `hold` setting
+/// what is held for the last hour.
+fn may_borrow(budget: &Budget, hold: Option<ListHold>) -> Result<bool, StateError> {
     let day = budget.ledger()?;
     if budget.is_closed(&day) {
         return Ok(false);
     }
-    let remaining = budget.allowed(&day) - day.effective_used();
-    Ok(remaining > floor)
-}
-
-/// Returns the floor of [`Pacer::check_borrowing`]: `tail` requests for
-/// the last hour until it begins, and a tenth of an even spread of the
-/// day's allowance over the time left.
-fn borrow_floor(budget: &Budget, tail: i64) -> Result<i64, StateError> {
-    let allowed = budget.allowed(&budget.ledger()?);
     let now = budget.server_now_ms();
+    let allowed = budget.allowed(&day);
+    let remaining = allowed - day.effective_used();
     let end = next_day_start_ms(now);
     let spread = allowed as f64 * BORROW_FLOOR_SHARE * (end - now) as f64 / DAY_MS as f64;
-    let tail = if now < end - TAIL_MS { tail } else { 0 };
-    Ok(spread.ceil() as i64 + tail)
+    let tail = if now < end - TAIL_MS {
+        held_for_last_hour(allowed, hold)
+    } else {
+        0
+    };
+    Ok(remaining > spread.ceil() as i64 + tail)
+}
+
+/// Returns the requests held back for the last hour until it begins:
+/// one hour's share, or the hold's smaller count.
+fn held_for_last_hour(allowed: i64, hold: Option<ListHold>) -> i64 {
+    let share = tail_share(allowed);
+    hold.map_or(share, |hold| hold.last_hour.min(share))
 }
 
 /// Requests held back for the day's last hour until it begins: one
@@ -459,6 +449,7 @@ mod tests {
         for _ in 0..4_600 {
             budget.take("test").expect("room");
         }
+
         let mut pacer = Pacer::new(clock.clone(), Duration::from_secs(60));
         let borrowed = |pacer: &mut Pacer| {
             let mut count = 0;
@@ -468,10 +459,12 @@ mod tests {
             }
             count
         };
+
         // The usual floor: 209 for the last hour and a tenth of an even
         // spread over 6 hours, 125.
         assert_eq!(borrowed(&mut pacer), 400 - 209 - 125);
         assert!(pacer.leaves_lists_their_hold(&budget).expect("ledger"));
+
         pacer.hold_for_lists(Some(ListHold {
             last_hour: 4,
             rest_of_day: 24,
@@ -479,13 +472,14 @@ mod tests {
         // Only the last hour's share is released.
         assert_eq!(borrowed(&mut pacer), 209 - 4);
         assert!(pacer.leaves_lists_their_hold(&budget).expect("ledger"));
+
         pacer.hold_for_lists(Some(ListHold {
             last_hour: 4,
             rest_of_day: 129,
         }));
         assert!(!pacer.leaves_lists_their_hold(&budget).expect("ledger"));
         // Only the last hour's lists are held back for it.
-        assert_eq!(pacer.tail(5_000), 4);
+        assert_eq!(held_for_last_hour(5_000, pacer.hold), 4);
     }
 
     #[test]

@@ -31,7 +31,7 @@ const DAY_MS: f64 = 86_400_000.0;
 /// share of the spread from details that go beyond its plan.
 const MIN_LIST_SHARE: f64 = 0.1;
 
-/// Longest gap between lists that the list floor keeps while pending
+/// Maximum gap between lists that the list floor keeps while pending
 /// details take the rest of the budget. Lists then find alerts whose
 /// details wait for the next day anyway, so more of them would only
 /// move details later. Fewer would leave the backlog's count and the
@@ -386,10 +386,10 @@ pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
     }
     // However large the backlog: at least a tenth of the remaining
     // budget, and one list a day. When the backlog outruns the budget,
+    // the remaining budget shrinks toward zero by 00:00 UTC, so its
+    // tenth alone would leave the evening unlisted. The floor is then
     // also a tenth of an even spread of the day's allowance over the
-    // time left, but no more than one list per `BACKLOG_LIST_GAP_MS`:
-    // the remaining budget then shrinks toward zero by 00:00 UTC, and
-    // its tenth alone would leave the evening unlisted.
+    // time left, at most one list per `BACKLOG_LIST_GAP_MS`.
     let spread = (demand.allowed * MIN_LIST_SHARE * demand.left_ms / DAY_MS)
         .min(demand.left_ms / BACKLOG_LIST_GAP_MS);
     let floor = (demand.remaining * MIN_LIST_SHARE)
