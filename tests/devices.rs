@@ -11,6 +11,7 @@ use serde_json::json;
 
 use common::{Receiver, cef_fields, output, receiver};
 use iotsecure_forwarder::clock::Clock;
+use iotsecure_forwarder::service::status;
 use iotsecure_forwarder::sim::Since;
 use iotsecure_forwarder::sink::Protocol;
 use iotsecure_forwarder::source::CycleReport;
@@ -162,6 +163,39 @@ async fn held_alert_is_enriched_with_its_device() {
     assert_eq!(forwarder.store.held_count().expect("count"), 0);
     let extra = siem.drain(QUIET).await;
     assert!(extra.is_empty(), "nothing twice: {extra:#?}");
+}
+
+/// `once` counts what each source spent, as the daemon does, so a daemon
+/// started later the same day holds each source to the rest of its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_counts_each_source_spend() {
+    let model = common::quiet_model(Clock::system(), Since::After);
+    let (api, _sim) = common::serve(&model).await;
+    let mut siem = receiver(Protocol::Tcp).await;
+    let extra = format!(
+        "[devices]\nstart_from = \"20000d\"\n\n{}",
+        output("siem", siem.addr, "tcp", "lf")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let forwarder = common::over_http(dir.path(), api, &extra);
+
+    forwarder.once().await.expect("once succeeds");
+    siem.take(RECENT_ALERTS, WAIT).await;
+
+    let status = status::read(&forwarder.settings(), &Clock::system()).expect("status reads");
+    let spent: BTreeMap<&str, i64> = status
+        .sources
+        .iter()
+        .map(|source| (source.source.as_str(), source.requests_today))
+        .collect();
+    for source in ["alerts", "devices", "timeline"] {
+        assert!(spent[source] > 0, "{source} spent nothing: {spent:?}");
+    }
+    assert_eq!(
+        spent.values().sum::<i64>(),
+        status.used,
+        "every request of once is some source's: {spent:?}"
+    );
 }
 
 /// Returns the hostname of a hostile device: every character with a

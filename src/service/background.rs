@@ -288,11 +288,12 @@ pub(super) fn spent_today<T>(
     store.counter(&spent_counter(source))
 }
 
-/// Counts one request of `source`, starting the counts afresh when the
+/// Counts `requests` of `source`, starting the counts afresh when the
 /// day has turned.
 pub(super) fn record_spent<T>(
     forwarder: &Forwarder<T>,
     source: SourceKind,
+    requests: i64,
 ) -> Result<(), StateError> {
     let store = &forwarder.store;
     let today = day_start_ms(forwarder.budget.server_now_ms());
@@ -302,7 +303,7 @@ pub(super) fn record_spent<T>(
         }
         store.set_counter("spent.day", today)?;
     }
-    store.add_counter(&spent_counter(source), 1)
+    store.add_counter(&spent_counter(source), requests)
 }
 
 fn spent_counter(source: SourceKind) -> String {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, ApiKey, Client, HttpSettings, HttpTransport, Transport};
-use crate::budget::{Budget, Budgeted};
+use crate::budget::{Budget, Budgeted, SourceKind};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::metrics::{Metrics, MetricsServer, Scrape};
@@ -320,18 +320,24 @@ impl<T: Transport> Forwarder<T> {
         let settings = self.settings();
         let mut cycle = Ok(());
         if settings.alerts.enabled {
-            let report = self.alert_source().cycle().await;
+            let report = self
+                .counted(SourceKind::Alerts, self.alert_source().cycle())
+                .await?;
             cycle = log_cycle(crate::source::alerts::SOURCE, report);
         }
         // Before the timeline, whose `threat` and `all` policies read the
         // device table.
-        let devices = self.devices_once().await;
+        let devices = self
+            .counted(SourceKind::Devices, self.devices_once())
+            .await?;
         if let Err(error) = &devices {
             tracing::error!(source = crate::source::devices::SOURCE, %error, "poll cycle failed");
         }
         cycle = cycle.and(devices);
         if settings.timeline.enabled {
-            let report = self.timeline_source().cycle().await;
+            let report = self
+                .counted(SourceKind::Timeline, self.timeline_source().cycle())
+                .await?;
             // The first failure is the one returned.
             cycle = cycle.and(log_cycle(crate::source::timeline::SOURCE, report));
         }
@@ -340,6 +346,30 @@ impl<T: Transport> Forwarder<T> {
         let delivered = once_outcome(outputs.finish(deadline).await);
         cycle?;
         delivered
+    }
+
+    /// Runs one source's part of `once` and counts the requests it sent
+    /// against the source's share, as the scheduler counts each of its
+    /// own. A daemon started later the same day then holds the source to
+    /// what is left of its share.
+    async fn counted<R>(
+        &self,
+        source: SourceKind,
+        part: impl Future<Output = R>,
+    ) -> Result<R, StateError> {
+        let before = self.budget.ledger()?;
+        let result = part.await;
+        let after = self.budget.ledger()?;
+        // Past 00:00 UTC every request on the new day's line is the part's.
+        let spent = if after.day == before.day {
+            after.used - before.used
+        } else {
+            after.used
+        };
+        if spent > 0 {
+            background::record_spent(self, source, spent)?;
+        }
+        Ok(result)
     }
 
     /// Runs one device inventory cycle, then fetches the devices that

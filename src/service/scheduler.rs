@@ -186,7 +186,7 @@ impl<'a, T: Transport> Scheduler<'a, T> {
             return Ok(wait);
         }
         if let Some(source) = job.source() {
-            background::record_spent(forwarder, source)?;
+            background::record_spent(forwarder, source, 1)?;
         }
         let mut report = CycleReport::default();
         let source = forwarder.alert_source();
