@@ -29,7 +29,7 @@ use crate::config::{AlertSettings, EnrichmentSettings};
 use crate::event::{AlertEvent, Event};
 use crate::state::{Store, Stored};
 
-use super::{CycleReport, SourceError};
+use super::{CycleReport, SourceError, commit_listed, list_since};
 
 /// The name of this source in the state database.
 pub const SOURCE: &str = "alerts";
@@ -112,34 +112,16 @@ impl<T: Transport> AlertSource<T> {
     /// Lists alerts modified since the cursor and stores their ids as
     /// pending, with the new cursor.
     pub async fn list(&self, report: &mut CycleReport) -> Result<(), SourceError> {
-        let since = match self.store.cursor(SOURCE)? {
-            Some(cursor) => cursor,
-            None => self.clock.now_secs() - secs(self.settings.start_from),
-        };
+        let since = list_since(&self.store, SOURCE, &self.clock, self.settings.start_from)?;
         let filter = TimeFilter {
             created: None,
             modified: Some(since),
         };
         report.requests += 1;
         let listed = self.client.list_alerts(filter).await?;
-        let next = match listed.server_time {
-            Some(time) => time.timestamp() - secs(self.settings.overlap),
-            None => self.clock.now_secs() - secs(self.settings.clock_skew),
-        };
-        // A cursor never moves back past where it was, which would only
-        // list the same alerts again.
-        let next = next.max(since);
-        let added = self
-            .store
-            .commit_listing(SOURCE, &listed.ids, next, self.clock.now_ms())?;
+        let drift = (self.settings.overlap, self.settings.clock_skew);
+        commit_listed(&self.store, SOURCE, &self.clock, since, &listed, drift)?;
         report.listed = listed.ids.len();
-        tracing::debug!(
-            since,
-            next,
-            listed = listed.ids.len(),
-            added,
-            "listed alerts"
-        );
         Ok(())
     }
 
@@ -287,8 +269,4 @@ impl<T: Transport> AlertSource<T> {
         }
         Ok(())
     }
-}
-
-fn secs(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2)
 }

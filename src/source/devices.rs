@@ -33,7 +33,7 @@ use crate::event::{Event, InventoryEvent};
 use crate::state::{FetchedDevice, Store, Stored};
 
 use super::changes::{initial_values, security_changes};
-use super::{CycleReport, SourceError};
+use super::{CycleReport, SourceError, commit_listed, list_since};
 
 /// The name of this source in the state database.
 pub const SOURCE: &str = "devices";
@@ -97,10 +97,7 @@ impl<T: Transport> DeviceSource<T> {
     /// Sends exactly one `listDevices` and stores the listed ids as
     /// pending, with the new cursor, in one transaction.
     pub async fn list(&self, report: &mut CycleReport) -> Result<(), SourceError> {
-        let since = match self.store.cursor(SOURCE)? {
-            Some(cursor) => cursor,
-            None => self.clock.now_secs() - secs(self.settings.start_from),
-        };
+        let since = list_since(&self.store, SOURCE, &self.clock, self.settings.start_from)?;
         let filter = DeviceFilter {
             time: TimeFilter {
                 created: None,
@@ -110,23 +107,9 @@ impl<T: Transport> DeviceSource<T> {
         };
         report.requests += 1;
         let listed = self.client.list_devices(&filter).await?;
-        let next = match listed.server_time {
-            Some(time) => time.timestamp() - secs(self.settings.overlap),
-            None => self.clock.now_secs() - secs(self.settings.clock_skew),
-        };
-        // A cursor never moves back past where it was.
-        let next = next.max(since);
-        let added = self
-            .store
-            .commit_listing(SOURCE, &listed.ids, next, self.clock.now_ms())?;
+        let drift = (self.settings.overlap, self.settings.clock_skew);
+        commit_listed(&self.store, SOURCE, &self.clock, since, &listed, drift)?;
         report.listed += listed.ids.len();
-        tracing::debug!(
-            since,
-            next,
-            listed = listed.ids.len(),
-            added,
-            "listed devices"
-        );
         Ok(())
     }
 
@@ -376,10 +359,6 @@ fn matches_filter(device: &Device, filter: &DeviceFilter) -> bool {
     text_matches(&device.category, &filter.category)
         && text_matches(&device.device_type, &filter.device_type)
         && threat_matches
-}
-
-fn secs(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
 fn millis(duration: std::time::Duration) -> i64 {
