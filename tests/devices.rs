@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use common::{Receiver, cef_fields, output, receiver};
+use common::{ThreeOutputs, cef_fields, output, receiver};
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::service::status;
 use iotsecure_forwarder::sim::Since;
@@ -35,41 +35,6 @@ const UNUSED_OUTPUT: &str =
 
 /// Reaches back to 1971, so the first poll takes every device.
 const ALL_DEVICES: &str = "[timeline]\nenabled = false\n\n[devices]\nstart_from = \"20000d\"\n";
-
-struct Outputs {
-    lf: Receiver,
-    octet: Receiver,
-    udp: Receiver,
-}
-
-impl Outputs {
-    async fn start() -> Outputs {
-        Outputs {
-            lf: receiver(Protocol::Tcp).await,
-            octet: receiver(Protocol::Tcp).await,
-            udp: receiver(Protocol::Udp).await,
-        }
-    }
-
-    /// Three outputs; UDP takes datagrams up to the IPv4 maximum, so a
-    /// long hostname fits on every output.
-    fn config(&self) -> String {
-        [
-            output("lf", self.lf.addr, "tcp", "lf"),
-            output("octet", self.octet.addr, "tcp", "octet-counting"),
-            output("udp", self.udp.addr, "udp", "lf") + "max_message_bytes = 65507\n",
-        ]
-        .join("\n")
-    }
-
-    fn all(&mut self) -> [(&str, &mut Receiver); 3] {
-        [
-            ("lf", &mut self.lf),
-            ("octet", &mut self.octet),
-            ("udp", &mut self.udp),
-        ]
-    }
-}
 
 fn is_inventory(message: &str) -> bool {
     message.contains(" inventory - CEF:0|")
@@ -231,8 +196,11 @@ async fn hostile_hostname_stays_one_message() {
     let hostname = hostile_hostname();
     assert!(model.modify_device(ECG, json!({ "hostname": hostname })));
     let (api, _sim) = common::serve(&model).await;
-    let mut outputs = Outputs::start().await;
-    let extra = format!("{ALL_DEVICES}\n{}", outputs.config());
+    let mut outputs = ThreeOutputs::start().await;
+    // UDP takes datagrams up to the IPv4 maximum, so a long hostname fits
+    // on every output.
+    let udp_max = "max_message_bytes = 65507\n";
+    let extra = format!("{ALL_DEVICES}\n{}", outputs.config(udp_max));
     let dir = tempfile::tempdir().expect("temp dir");
     let forwarder = common::over_http(dir.path(), api, &extra);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::{Receiver, cef_fields, output, receiver};
+use common::{ThreeOutputs, cef_fields, output, receiver};
 use iotsecure_forwarder::api::DeviceFilter;
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::sim::{Model, Since};
@@ -19,39 +19,9 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Alerts the simulator's built-in data has modified within 24 hours.
 const RECENT_ALERTS: usize = 7;
 
-struct Outputs {
-    lf: Receiver,
-    octet: Receiver,
-    udp: Receiver,
-}
-
-impl Outputs {
-    async fn start() -> Outputs {
-        Outputs {
-            lf: receiver(Protocol::Tcp).await,
-            octet: receiver(Protocol::Tcp).await,
-            udp: receiver(Protocol::Udp).await,
-        }
-    }
-
-    /// The three outputs, with the inventory off so only alerts arrive.
-    fn config(&self) -> String {
-        [
-            common::ALERTS_ONLY.to_owned(),
-            output("lf", self.lf.addr, "tcp", "lf"),
-            output("octet", self.octet.addr, "tcp", "octet-counting"),
-            output("udp", self.udp.addr, "udp", "lf"),
-        ]
-        .join("\n")
-    }
-
-    async fn take_all(&mut self, count: usize) -> [Vec<String>; 3] {
-        [
-            self.lf.take(count, WAIT).await,
-            self.octet.take(count, WAIT).await,
-            self.udp.take(count, WAIT).await,
-        ]
-    }
+/// The three outputs, with the inventory off so only alerts arrive.
+fn alerts_only(outputs: &ThreeOutputs) -> String {
+    format!("{}\n{}", common::ALERTS_ONLY, outputs.config(""))
 }
 
 /// Checks one received message against the simulator's record.
@@ -95,13 +65,13 @@ fn subject_of(record: &Value) -> String {
 async fn alerts_reach_every_output_with_their_values() {
     let model = common::quiet_model(Clock::system(), Since::After);
     let (api, _sim) = common::serve(&model).await;
-    let mut outputs = Outputs::start().await;
+    let mut outputs = ThreeOutputs::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let forwarder = common::over_http(dir.path(), api, &outputs.config());
+    let forwarder = common::over_http(dir.path(), api, &alerts_only(&outputs));
 
     forwarder.once().await.expect("once succeeds");
 
-    for messages in outputs.take_all(RECENT_ALERTS).await {
+    for messages in outputs.take_all(RECENT_ALERTS, WAIT).await {
         let ids: Vec<String> = messages
             .iter()
             .map(|m| cef_fields(m)["externalId"].clone())
@@ -131,13 +101,13 @@ async fn hostile_values_come_out_escaped_and_parse_back() {
         "resolution": HOSTILE, "status": HOSTILE, "subject": HOSTILE
     }));
     let (api, _sim) = common::serve(&model).await;
-    let mut outputs = Outputs::start().await;
+    let mut outputs = ThreeOutputs::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let forwarder = common::over_http(dir.path(), api, &outputs.config());
+    let forwarder = common::over_http(dir.path(), api, &alerts_only(&outputs));
 
     forwarder.once().await.expect("once succeeds");
 
-    for messages in outputs.take_all(RECENT_ALERTS + 1).await {
+    for messages in outputs.take_all(RECENT_ALERTS + 1, WAIT).await {
         let hostile: Vec<&String> = messages.iter().filter(|m| m.contains("777001")).collect();
         assert_eq!(hostile.len(), 1, "one message for the event: {messages:#?}");
         let message = hostile[0];
@@ -206,11 +176,11 @@ async fn space_in_a_filter_goes_as_percent_20() {
 async fn stopped_midway_resumes_without_listing_again() {
     let model = common::quiet_model(Clock::system(), Since::After);
     let (api, _sim) = common::serve(&model).await;
-    let mut outputs = Outputs::start().await;
+    let mut outputs = ThreeOutputs::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = format!(
         "[alerts]\nmax_details_per_cycle = 3\n\n{}",
-        outputs.config()
+        alerts_only(&outputs)
     );
     let first = common::over_http(dir.path(), api, &config);
     first.alert_source().cycle().await.expect("first cycle");
@@ -218,7 +188,7 @@ async fn stopped_midway_resumes_without_listing_again() {
     drop(first);
     let before = model.raw_queries().len();
 
-    let second = common::over_http(dir.path(), api, &outputs.config());
+    let second = common::over_http(dir.path(), api, &alerts_only(&outputs));
     second.once().await.expect("once succeeds");
 
     let after = model.raw_queries();
@@ -227,7 +197,7 @@ async fn stopped_midway_resumes_without_listing_again() {
         "{:?}",
         &after[before..]
     );
-    let messages = outputs.take_all(RECENT_ALERTS).await;
+    let messages = outputs.take_all(RECENT_ALERTS, WAIT).await;
     for received in messages {
         let mut ids: Vec<String> = received
             .iter()

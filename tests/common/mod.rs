@@ -54,6 +54,52 @@ pub async fn serve(model: &Model) -> (SocketAddr, CancellationToken) {
     (addr, cancel)
 }
 
+/// Three outputs on loopback, one per framing: TCP with LF, TCP with
+/// octet counting, and UDP.
+pub struct ThreeOutputs {
+    pub lf: Receiver,
+    pub octet: Receiver,
+    pub udp: Receiver,
+}
+
+impl ThreeOutputs {
+    pub async fn start() -> ThreeOutputs {
+        ThreeOutputs {
+            lf: receiver(Protocol::Tcp).await,
+            octet: receiver(Protocol::Tcp).await,
+            udp: receiver(Protocol::Udp).await,
+        }
+    }
+
+    /// Their `[[output]]` tables, with `udp_extra` added to the UDP one.
+    pub fn config(&self, udp_extra: &str) -> String {
+        [
+            output("lf", self.lf.addr, "tcp", "lf"),
+            output("octet", self.octet.addr, "tcp", "octet-counting"),
+            output("udp", self.udp.addr, "udp", "lf") + udp_extra,
+        ]
+        .join("\n")
+    }
+
+    pub fn all(&mut self) -> [(&'static str, &mut Receiver); 3] {
+        [
+            ("lf", &mut self.lf),
+            ("octet", &mut self.octet),
+            ("udp", &mut self.udp),
+        ]
+    }
+
+    /// Waits for `count` messages on each output, in the order of
+    /// [`ThreeOutputs::all`].
+    pub async fn take_all(&mut self, count: usize, wait: Duration) -> [Vec<String>; 3] {
+        [
+            self.lf.take(count, wait).await,
+            self.octet.take(count, wait).await,
+            self.udp.take(count, wait).await,
+        ]
+    }
+}
+
 /// A receiver on a loopback port.
 pub struct Receiver {
     pub addr: SocketAddr,
