@@ -218,3 +218,29 @@ async fn random_case(skew: i64, since: Since, seed: u64) {
         }
     }
 }
+
+/// A local clock days ahead of the server's, on a first start with no
+/// known offset: the first list asks from the server's future and finds
+/// nothing, and the next lists reach back `start_from` on the server's
+/// clock, so nothing the server changed is lost.
+#[tokio::test]
+async fn local_clock_days_ahead_loses_nothing() {
+    const DAYS_S: i64 = 3 * 86_400;
+    let setup = setup(-DAYS_S, Since::After);
+    setup.cycle().await;
+    setup.cycle().await;
+    let recent: BTreeSet<String> = setup.delivered().into_iter().map(|row| row.0).collect();
+    assert_eq!(recent.len(), common::RECENT_ALERTS, "{recent:?}");
+
+    setup.clock.advance_ms(60_000);
+    setup.insert("990001");
+    // Modified now on the server's clock.
+    assert!(setup.model.modify_alert("990001", json!({})));
+    setup.clock.advance_ms(60_000);
+    setup.cycle().await;
+    let delivered = setup.delivered();
+    assert!(
+        delivered.iter().any(|row| row.0 == "990001"),
+        "a new alert is listed on the server's clock: {delivered:?}"
+    );
+}

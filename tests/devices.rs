@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use common::{ThreeOutputs, cef_fields, output, receiver};
+use common::{RECENT_ALERTS, ThreeOutputs, cef_fields, output, receiver};
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::service::status;
 use iotsecure_forwarder::sim::Since;
@@ -24,9 +24,6 @@ const QUIET: Duration = Duration::from_millis(300);
 /// The device of the API document's sample, and of alerts 900451 and
 /// 900464.
 const ECG: &str = "00:40:17:6C:00:00";
-
-/// Alerts the simulator's built-in data has modified within 24 hours.
-const RECENT_ALERTS: usize = 7;
 
 /// An output that the in-memory tests never start: they read the
 /// outbox instead.

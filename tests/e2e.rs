@@ -8,16 +8,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use common::{ThreeOutputs, cef_fields, output, receiver};
+use common::{RECENT_ALERTS, ThreeOutputs, cef_fields, output, receiver};
 use iotsecure_forwarder::api::DeviceFilter;
 use iotsecure_forwarder::clock::Clock;
 use iotsecure_forwarder::sim::{Model, Since};
 use iotsecure_forwarder::sink::Protocol;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Alerts the simulator's built-in data has modified within 24 hours.
-const RECENT_ALERTS: usize = 7;
 
 /// The three outputs, with the inventory off so only alerts arrive.
 fn alerts_only(outputs: &ThreeOutputs) -> String {

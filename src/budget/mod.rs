@@ -47,7 +47,9 @@ pub struct Budget {
 }
 
 /// Names of the values the budget keeps in the state database.
-const OFFSET_KEY: &str = "server_offset_ms";
+/// Counter holding the server clock's lead over the local clock, in ms,
+/// as the `Date` of the last reply showed it.
+pub const OFFSET_KEY: &str = "server_offset_ms";
 const LIMIT_KEY: &str = "server_limit";
 
 impl Budget {

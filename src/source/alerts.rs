@@ -29,7 +29,7 @@ use crate::config::{AlertSettings, EnrichmentSettings};
 use crate::event::{AlertEvent, Event};
 use crate::state::{Store, Stored};
 
-use super::{CycleReport, SourceError, commit_listed, list_since};
+use super::{CursorRule, CycleReport, SourceError};
 
 /// The name of this source in the state database.
 pub const SOURCE: &str = "alerts";
@@ -112,15 +112,19 @@ impl<T: Transport> AlertSource<T> {
     /// Lists alerts modified since the cursor and stores their ids as
     /// pending, with the new cursor.
     pub async fn list(&self, report: &mut CycleReport) -> Result<(), SourceError> {
-        let since = list_since(&self.store, SOURCE, &self.clock, self.settings.start_from)?;
+        let rule = CursorRule {
+            start_from: self.settings.start_from,
+            overlap: self.settings.overlap,
+            clock_skew: self.settings.clock_skew,
+        };
+        let since = rule.since(&self.store, SOURCE, &self.clock)?;
         let filter = TimeFilter {
             created: None,
             modified: Some(since),
         };
         report.requests += 1;
         let listed = self.client.list_alerts(filter).await?;
-        let drift = (self.settings.overlap, self.settings.clock_skew);
-        commit_listed(&self.store, SOURCE, &self.clock, since, &listed, drift)?;
+        rule.commit(&self.store, SOURCE, &self.clock, since, &listed)?;
         report.listed = listed.ids.len();
         Ok(())
     }

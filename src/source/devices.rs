@@ -33,7 +33,7 @@ use crate::event::{Event, InventoryEvent};
 use crate::state::{FetchedDevice, Store, Stored};
 
 use super::changes::{initial_values, security_changes};
-use super::{CycleReport, SourceError, commit_listed, list_since};
+use super::{CursorRule, CycleReport, SourceError};
 
 /// The name of this source in the state database.
 pub const SOURCE: &str = "devices";
@@ -97,7 +97,12 @@ impl<T: Transport> DeviceSource<T> {
     /// Sends exactly one `listDevices` and stores the listed ids as
     /// pending, with the new cursor, in one transaction.
     pub async fn list(&self, report: &mut CycleReport) -> Result<(), SourceError> {
-        let since = list_since(&self.store, SOURCE, &self.clock, self.settings.start_from)?;
+        let rule = CursorRule {
+            start_from: self.settings.start_from,
+            overlap: self.settings.overlap,
+            clock_skew: self.settings.clock_skew,
+        };
+        let since = rule.since(&self.store, SOURCE, &self.clock)?;
         let filter = DeviceFilter {
             time: TimeFilter {
                 created: None,
@@ -107,8 +112,7 @@ impl<T: Transport> DeviceSource<T> {
         };
         report.requests += 1;
         let listed = self.client.list_devices(&filter).await?;
-        let drift = (self.settings.overlap, self.settings.clock_skew);
-        commit_listed(&self.store, SOURCE, &self.clock, since, &listed, drift)?;
+        rule.commit(&self.store, SOURCE, &self.clock, since, &listed)?;
         report.listed += listed.ids.len();
         Ok(())
     }

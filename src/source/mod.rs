@@ -46,48 +46,81 @@ pub struct CycleReport {
     pub released: usize,
 }
 
-/// Returns the time a list call of `source` asks from: its stored
-/// cursor, or `start_from` before now on the first list.
-fn list_since(
-    store: &Store,
-    source: &str,
-    clock: &Clock,
+/// The rule by which a list source starts and moves its cursor, on the
+/// server's clock.
+#[derive(Clone, Copy, Debug)]
+struct CursorRule {
+    /// How far back the first list reaches.
     start_from: Duration,
-) -> Result<i64, StateError> {
-    Ok(match store.cursor(source)? {
-        Some(cursor) => cursor,
-        None => clock.now_secs() - secs(start_from),
-    })
+    /// Taken off the reply's `Date`, so records modified in that second
+    /// are listed again.
+    overlap: Duration,
+    /// Taken off the server's time as the local clock estimates it, when
+    /// a reply has no `Date`.
+    clock_skew: Duration,
 }
 
-/// Stores the ids of a list call of `source` as pending, with the next
-/// cursor, in one transaction. The next cursor is the reply's `Date`
-/// less `overlap`, so records modified in that second are listed again,
-/// or without a `Date` the local clock less `clock_skew`. It never moves
-/// back before `since`, which would only list the same records again.
-fn commit_listed(
-    store: &Store,
-    source: &str,
-    clock: &Clock,
-    since: i64,
-    listed: &Listed,
-    (overlap, clock_skew): (Duration, Duration),
-) -> Result<(), StateError> {
-    let next = match listed.server_time {
-        Some(time) => time.timestamp() - secs(overlap),
-        None => clock.now_secs() - secs(clock_skew),
-    };
-    let next = next.max(since);
-    let added = store.commit_listing(source, &listed.ids, next, clock.now_ms())?;
-    tracing::debug!(
-        source,
-        since,
-        next,
-        listed = listed.ids.len(),
-        added,
-        "listed"
-    );
-    Ok(())
+impl CursorRule {
+    /// Returns the time a list call of `source` asks from: its stored
+    /// cursor, or `start_from` before the server's time on the first
+    /// list.
+    fn since(&self, store: &Store, source: &str, clock: &Clock) -> Result<i64, StateError> {
+        Ok(match store.cursor(source)? {
+            Some(cursor) => cursor,
+            None => server_now_secs(store, clock)? - secs(self.start_from),
+        })
+    }
+
+    /// Stores the ids of a list call of `source` as pending, with the
+    /// next cursor, in one transaction.
+    ///
+    /// The next cursor is the reply's `Date` less `overlap`. Without a
+    /// `Date` it is the server's time as the local clock estimates it,
+    /// less `clock_skew`. It never moves back before `since`, because
+    /// that would only list the same records again. A `since` after the reply's
+    /// `Date` came from a clock ahead of the server's, and the list
+    /// missed what the server changed in that lead. The cursor then goes
+    /// back by the lead, at most `start_from`, before the `Date`. Records
+    /// already stored are fetched again but not sent twice.
+    fn commit(
+        &self,
+        store: &Store,
+        source: &str,
+        clock: &Clock,
+        since: i64,
+        listed: &Listed,
+    ) -> Result<(), StateError> {
+        let next = match listed.server_time.map(|time| time.timestamp()) {
+            Some(server) if since > server => {
+                let ahead = since - server;
+                tracing::warn!(
+                    source,
+                    ahead_s = ahead,
+                    "cursor was ahead of the server's clock; listing again from as far before the server's time"
+                );
+                server - ahead.min(secs(self.start_from)) - secs(self.overlap)
+            }
+            Some(server) => (server - secs(self.overlap)).max(since),
+            None => (server_now_secs(store, clock)? - secs(self.clock_skew)).max(since),
+        };
+        let added = store.commit_listing(source, &listed.ids, next, clock.now_ms())?;
+        tracing::debug!(
+            source,
+            since,
+            next,
+            listed = listed.ids.len(),
+            added,
+            "listed"
+        );
+        Ok(())
+    }
+}
+
+/// Estimates the server's time in epoch seconds from the local clock
+/// and the offset the last reply's `Date` showed.
+fn server_now_secs(store: &Store, clock: &Clock) -> Result<i64, StateError> {
+    let offset_ms = store.counter(crate::budget::OFFSET_KEY)?;
+    Ok((clock.now_ms() + offset_ms).div_euclid(1_000))
 }
 
 fn secs(duration: Duration) -> i64 {

@@ -21,6 +21,9 @@ use iotsecure_forwarder::sink::Protocol;
 
 pub const KEY: &str = "test-key-5f2c9a";
 
+/// Alerts the simulator's built-in data has modified within 24 hours.
+pub const RECENT_ALERTS: usize = 7;
+
 /// Turns the timeline and device inventory sources off, for tests that
 /// count alert messages:
 /// under the default `alerted` policy, `once` also polls the timelines
