@@ -232,13 +232,13 @@ async fn once(path: &Path) -> anyhow::Result<()> {
 fn check_config(path: &Path) -> anyhow::Result<Settings> {
     let settings = load(path)?;
     config::load_api_key(&settings)?;
-    println!(
+    print_out(&format!(
         "{}: valid; {} output(s), daily limit {} with {} reserved",
         path.display(),
         settings.outputs.len(),
         settings.quota.daily_limit,
         settings.quota.reserve
-    );
+    ))?;
     Ok(settings)
 }
 
@@ -258,7 +258,7 @@ async fn check_online(path: &Path) -> anyhow::Result<()> {
         };
         anyhow::Error::new(error).context(context)
     })?;
-    println!("{}", report.to_text());
+    print_out(&report.to_text())?;
     Ok(())
 }
 
@@ -267,7 +267,7 @@ async fn api_call(args: ApiArgs) -> anyhow::Result<()> {
     let settings = load(&args.config.config)?;
     let operator = open_operator(&settings)?;
     let reply = operator.call(&call).await?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
+    print_out(&serde_json::to_string_pretty(&reply)?)?;
     Ok(())
 }
 
@@ -299,11 +299,25 @@ fn status(path: &Path, json: bool) -> anyhow::Result<()> {
         )
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        print_out(&serde_json::to_string_pretty(&status)?)?;
     } else {
-        println!("{}", status.to_text());
+        print_out(&status.to_text())?;
     }
     Ok(())
+}
+
+/// Writes `text` and a newline to standard output. A reader that went
+/// away early, as `status | head` does, is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn listen_cmd(args: ListenArgs) -> anyhow::Result<()> {
