@@ -162,6 +162,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<RequestError>().is_some() {
         return EX_USAGE;
     }
+    if let Some(ApiError::ReserveTakesAll { .. }) = error.downcast_ref::<ApiError>() {
+        return EX_CONFIG;
+    }
     match error.downcast_ref::<ApiError>().map(ApiError::kind) {
         Some(ErrorKind::InvalidKey) => EX_NOPERM,
         Some(ErrorKind::DayClosed) => EX_TEMPFAIL,
@@ -249,6 +252,9 @@ async fn check_online(path: &Path) -> anyhow::Result<()> {
         // The invalid-key error already names the setting to fix.
         let context = match error.kind() {
             ErrorKind::InvalidKey => "the API check failed",
+            ErrorKind::DayClosed if matches!(error, ApiError::ReserveTakesAll { .. }) => {
+                "the API check failed"
+            }
             ErrorKind::DayClosed => {
                 "the API check failed; wait for 00:00 UTC or raise quota.daily_limit"
             }

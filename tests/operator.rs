@@ -7,8 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use iotsecure_forwarder::api::License;
 use iotsecure_forwarder::clock::Clock;
-use iotsecure_forwarder::sim::{Model, Since};
+use iotsecure_forwarder::sim::{Model, SimSettings, Since};
 
 /// A config for the simulator at `api` with `extra` appended, in a
 /// fresh folder.
@@ -167,4 +168,30 @@ async fn api_unknown_action_exits_64() {
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(stderr.contains("listAlerts"), "lists the actions: {stderr}");
     assert_eq!(model.requests_today(), 0, "nothing sent");
+}
+
+/// The server reports a daily limit no larger than `quota.reserve`: the
+/// next call is refused with an error that names the setting and the
+/// fix, and exits 78 like any other config error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserve_above_the_server_limit_names_the_setting() {
+    let mut settings = SimSettings::new(Clock::system());
+    settings.api_keys = vec![common::KEY.to_owned()];
+    settings.license = License::Developer;
+    let model = Model::new(settings);
+    let (api, _sim) = common::serve(&model).await;
+    // Valid against the configured Enterprise limit of 5,000.
+    let setup = setup(api, "[quota]\nlicense = \"enterprise\"\nreserve = 100\n");
+
+    let sync = forwarder(&setup.config, &["check-config", "--online"]);
+    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    let refused = forwarder(&setup.config, &["api", "countAlerts"]);
+    let stderr = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("quota.reserve (100)") && stderr.contains("daily limit (50)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set quota.reserve below 50"), "{stderr}");
+    assert_eq!(model.requests_today(), 1, "only the getAPIKey was sent");
 }

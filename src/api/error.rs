@@ -67,6 +67,18 @@ pub enum ApiError {
         detail: String,
     },
 
+    /// `quota.reserve` is at least the organization's daily limit, so
+    /// the forwarder may spend nothing on any day.
+    #[error(
+        "{action}: not sent, quota.reserve ({reserve}) leaves nothing of the daily limit ({limit}); \
+         set quota.reserve below {limit}, then reload or restart"
+    )]
+    ReserveTakesAll {
+        action: &'static str,
+        limit: i64,
+        reserve: i64,
+    },
+
     /// The forwarder's own daily ledger has no room left.
     #[error("{action}: not sent, today's request budget is spent ({used} of {allowed})")]
     BudgetSpent {
@@ -92,7 +104,9 @@ pub enum ErrorKind {
 impl ApiError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ApiError::LimitReached { .. } | ApiError::BudgetSpent { .. } => ErrorKind::DayClosed,
+            ApiError::LimitReached { .. }
+            | ApiError::BudgetSpent { .. }
+            | ApiError::ReserveTakesAll { .. } => ErrorKind::DayClosed,
             ApiError::InvalidKey { .. } => ErrorKind::InvalidKey,
             ApiError::Timeout { .. } | ApiError::Connection { .. } | ApiError::NotJson { .. } => {
                 ErrorKind::Transient
@@ -119,7 +133,8 @@ impl ApiError {
             | ApiError::TooLarge { action, .. }
             | ApiError::Decode { action, .. }
             | ApiError::NotJson { action, .. }
-            | ApiError::BudgetSpent { action, .. } => action,
+            | ApiError::BudgetSpent { action, .. }
+            | ApiError::ReserveTakesAll { action, .. } => action,
         }
     }
 }

@@ -130,6 +130,14 @@ impl Budget {
             .ledger_day(&today)
             .map_err(|e| ledger_error(action, &e))?;
         let allowed = self.allowed(&day);
+        let (limit, reserve) = (self.limit(&day), self.quota_guard().reserve);
+        if limit <= reserve {
+            return Err(ApiError::ReserveTakesAll {
+                action,
+                limit,
+                reserve,
+            });
+        }
         let spent = ApiError::BudgetSpent {
             action,
             used: day.effective_used(),

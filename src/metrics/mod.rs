@@ -223,6 +223,7 @@ pub fn api_error_kind(error: &ApiError) -> &'static str {
         ApiError::Decode { .. } => "decode",
         ApiError::NotJson { .. } => "not_json",
         ApiError::BudgetSpent { .. } => "budget_spent",
+        ApiError::ReserveTakesAll { .. } => "reserve_takes_all",
     }
 }
 

@@ -546,6 +546,16 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let allowed = budget.allowed(&day);
         let spent = day.effective_used() >= allowed;
         if spent && self.warned_spent.as_deref() != Some(day.day.as_str()) {
+            let (limit, reserve) = (budget.limit(&day), self.forwarder.settings().quota.reserve);
+            if limit <= reserve {
+                tracing::error!(
+                    limit,
+                    reserve,
+                    "quota.reserve leaves nothing of the organization's daily limit; set it below the limit, then reload or restart"
+                );
+                self.warned_spent = Some(day.day);
+                return Ok(());
+            }
             tracing::warn!(
                 used = day.effective_used(),
                 allowed,
