@@ -26,9 +26,11 @@ pub const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: f64 = 86_400_000.0;
 
 /// Share of the remaining requests, and of an even spread of the day's
-/// allowance, always left for listing, so a large backlog of details
-/// never stops new alerts from being seen. The pacer keeps the same
-/// share of the spread from details that go beyond its plan.
+/// allowance, left for listing, so a large backlog of details never
+/// stops new alerts from being seen. On a day that runs short the share
+/// of the remaining requests goes no higher than [`short_day_lists`].
+/// The pacer keeps the same share of the spread from details that go
+/// beyond its plan.
 const MIN_LIST_SHARE: f64 = 0.1;
 
 /// Maximum gap between lists that the list floor keeps while pending
@@ -392,7 +394,14 @@ pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
     // time left, at most one list per `BACKLOG_LIST_GAP_MS`.
     let spread = (demand.allowed * MIN_LIST_SHARE * demand.left_ms / DAY_MS)
         .min(demand.left_ms / BACKLOG_LIST_GAP_MS);
-    let floor = (demand.remaining * MIN_LIST_SHARE)
+    let mut of_remaining = demand.remaining * MIN_LIST_SHARE;
+    let shortfall = -spare;
+    if shortfall > 0.0 {
+        // The day runs short: each list beyond this count costs more
+        // than it saves (see `short_day_lists`).
+        of_remaining = of_remaining.min(short_day_lists(demand.expected_details, shortfall));
+    }
+    let floor = of_remaining
         .max(spread)
         .max(demand.left_ms / DAY_MS)
         .min(demand.remaining.max(1.0));
@@ -401,6 +410,36 @@ pub fn lists_affordable(demand: &Demand) -> (f64, bool) {
     } else {
         (floor, true)
     }
+}
+
+/// Returns the list calls over the rest of the day that keep the summed
+/// delay of its `expected` changes smallest, when the details and syncs
+/// already need `shortfall` requests more than the day has left.
+///
+/// Each list then moves one more change to the next day. Pending ids
+/// are fetched oldest first, so the changes moved are the day's newest:
+/// `k` of them, arriving over the time left `T` at rate `expected / T`,
+/// wait on average `k T / (2 expected)` for 00:00 UTC. With `n` lists
+/// the others wait `T / (2n)` each for a list. The sum,
+/// `expected T / (2n) + (shortfall + n)² T / (2 expected)`, is smallest
+/// where `expected² = 2 n² (shortfall + n)`.
+pub fn short_day_lists(expected: f64, shortfall: f64) -> f64 {
+    if expected <= 0.0 {
+        return 0.0;
+    }
+    let target = expected * expected;
+    let excess = |n: f64| 2.0 * n * n * (shortfall.max(0.0) + n) - target;
+    // `excess` grows with `n` and is not negative at `high`.
+    let (mut low, mut high) = (0.0, (target / 2.0).cbrt());
+    for _ in 0..60 {
+        let middle = (low + high) / 2.0;
+        if excess(middle) < 0.0 {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    high
 }
 
 /// Factor for the list rate from recent activity: `√(recent / mean)`,
@@ -646,6 +685,22 @@ mod tests {
             pending: 5_000.0,
             ..demand
         };
-        assert_eq!(lists_affordable(&backlog), (300.0, true));
+        // The backlog takes 3,000 requests more than are left, so a list
+        // beyond about 13 costs more than it saves: the floor is the
+        // spread's 15-minute gap, 48 lists in 12 hours.
+        assert_eq!(lists_affordable(&backlog), (48.0, true));
+    }
+
+    #[test]
+    fn short_day_lists_weigh_deferral_against_gaps() {
+        // expected² = 2 n² (shortfall + n)
+        for (expected, shortfall) in [(1_500.0, 10.0), (2_000.0, 300.0), (100.0, 0.0)] {
+            let n: f64 = short_day_lists(expected, shortfall);
+            let balance = 2.0 * n * n * (shortfall + n) / (expected * expected);
+            assert!((balance - 1.0).abs() < 1e-9, "{expected} {shortfall}: {n}");
+        }
+        // A larger shortfall makes each list dearer.
+        assert!(short_day_lists(1_500.0, 300.0) < short_day_lists(1_500.0, 10.0));
+        assert_eq!(short_day_lists(0.0, 10.0), 0.0);
     }
 }

@@ -447,7 +447,10 @@ impl<'a, T: Transport> Scheduler<'a, T> {
         let hold = hold.then(|| ListHold {
             last_hour: (lists * (TAIL_MS as f64 / left_ms).min(1.0) + last_hour_syncs).ceil()
                 as i64,
-            rest_of_day: (lists + syncs).ceil() as i64,
+            // One more than the count: a detail must not take the
+            // request of a list already due, which the count over the
+            // time left, a fraction, can round away.
+            rest_of_day: (lists + syncs).ceil() as i64 + 1,
         });
         Ok((interval.max(settings.alerts.min_poll_interval), hold))
     }
