@@ -127,6 +127,37 @@ async fn held_alert_is_enriched_with_its_device() {
     assert!(extra.is_empty(), "nothing twice: {extra:#?}");
 }
 
+/// `once` on a day that cannot pay for the device record its alerts
+/// wait for still delivers them, without device fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_without_budget_for_devices_still_delivers() {
+    let model = common::quiet_model(Clock::system(), Since::After);
+    let (api, _sim) = common::serve(&model).await;
+    let mut siem = receiver(Protocol::Tcp).await;
+    // One list and the recent alerts' details, and nothing for getDevice.
+    let extra = format!(
+        "[timeline]\nenabled = false\n\n[devices]\nenabled = false\n\n\
+         [quota]\ndaily_limit = {}\nsync = false\n\n{}",
+        RECENT_ALERTS + 1,
+        output("siem", siem.addr, "tcp", "lf")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let forwarder = common::over_http(dir.path(), api, &extra);
+
+    let result = forwarder.once().await;
+    assert!(result.is_err(), "the day is spent: {result:?}");
+
+    let messages = siem.take(RECENT_ALERTS, WAIT).await;
+    assert_eq!(messages.len(), RECENT_ALERTS, "{messages:#?}");
+    assert_eq!(forwarder.store.held_count().expect("count"), 0);
+    assert!(
+        messages
+            .iter()
+            .all(|m| !cef_fields(m).contains_key("dhost")),
+        "no device record was fetched: {messages:#?}"
+    );
+}
+
 /// `once` counts what each source spent, as the daemon does, so a daemon
 /// started later the same day holds each source to the rest of its share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

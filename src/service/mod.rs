@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, ApiKey, Client, HttpSettings, HttpTransport, Transport};
+use crate::api::{ApiError, ApiKey, Client, ErrorKind, HttpSettings, HttpTransport, Transport};
 use crate::budget::{Budget, Budgeted, SourceKind};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -393,7 +393,16 @@ impl<T: Transport> Forwarder<T> {
                 Err(error) => break Err(error),
             }
         };
-        let expired = devices.release_expired()?;
+        // A day that can no longer pay for a device record would keep its
+        // alerts held past this run, and `once` delivers what it stored:
+        // they go out now without device fields.
+        let unaffordable = match &fetched {
+            Err(SourceError::Api(error)) if error.kind() == ErrorKind::DayClosed => {
+                devices.release_unaffordable()?
+            }
+            _ => 0,
+        };
+        let expired = devices.release_expired()? + unaffordable;
         tracing::info!(
             source = crate::source::devices::SOURCE,
             requests = inventory.requests + held.requests,
