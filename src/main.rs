@@ -255,6 +255,9 @@ async fn check_online(path: &Path) -> anyhow::Result<()> {
             ErrorKind::DayClosed if matches!(error, ApiError::ReserveTakesAll { .. }) => {
                 "the API check failed"
             }
+            ErrorKind::DayClosed if matches!(error, ApiError::LimitReached { .. }) => {
+                "the API check failed; the organization's requests, other tools' included, are spent: wait for 00:00 UTC"
+            }
             ErrorKind::DayClosed => {
                 "the API check failed; wait for 00:00 UTC or raise quota.daily_limit"
             }

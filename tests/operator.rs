@@ -195,3 +195,31 @@ async fn reserve_above_the_server_limit_names_the_setting() {
     assert!(stderr.contains("set quota.reserve below 50"), "{stderr}");
     assert_eq!(model.requests_today(), 1, "only the getAPIKey was sent");
 }
+
+/// After the API said the organization's limit is reached, the next
+/// call is not sent and says why, and `status` shows nothing left until
+/// the day reopens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_day_says_so_in_api_and_status() {
+    let (model, api, _sim) = simulator().await;
+    let setup = setup(api, "[quota]\nsync = false\n");
+    // Another tool spends the organization's requests.
+    model.spend(model.daily_limit());
+
+    let refused = forwarder(&setup.config, &["api", "countAlerts"]);
+    assert_eq!(refused.status.code(), Some(75), "{}", text(&refused.stderr));
+    let after = forwarder(&setup.config, &["api", "countAlerts"]);
+    let stderr = text(&after.stderr);
+    assert_eq!(after.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("day is closed until"), "{stderr}");
+    assert_eq!(model.limit_replies(), 1, "the second call was not sent");
+
+    let output = forwarder(&setup.config, &["status", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(status["remaining"], 0, "{status:#}");
+    assert_eq!(
+        status["next_request_after"], status["closed_until"],
+        "{status:#}"
+    );
+}

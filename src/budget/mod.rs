@@ -143,8 +143,15 @@ impl Budget {
             used: day.effective_used(),
             allowed,
         };
-        if self.is_closed(&day) {
-            return Err(spent);
+        if let Some(until) = day.closed_until_ms.filter(|_| self.is_closed(&day)) {
+            let until = crate::clock::datetime_from_ms(until)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            return Err(ApiError::LimitReached {
+                action,
+                detail: format!(
+                    "not sent; the API said so earlier today, and the day is closed until {until}"
+                ),
+            });
         }
         match self
             .store

@@ -87,10 +87,18 @@ pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
     let quota = &settings.quota;
     let limit = budget.limit(&day);
     let allowed = budget.allowed(&day);
-    let remaining = (allowed - day.effective_used()).max(0);
+    let closed_until = day.closed_until_ms.filter(|until| *until > now);
+    // A closed day has nothing left, whatever the ledger counted.
+    let remaining = match closed_until {
+        Some(_) => 0,
+        None => (allowed - day.effective_used()).max(0),
+    };
     let next_reset = next_day_start_ms(now);
     let pace_ms = planned_period_ms(now, allowed, remaining);
-    let next_request = pace_ms.map(|pace| day.last_request_ms.map_or(now, |last| last + pace));
+    let next_request = match closed_until {
+        Some(until) => Some(until),
+        None => pace_ms.map(|pace| day.last_request_ms.map_or(now, |last| last + pace)),
+    };
     let stamp = |ms: i64| datetime_from_ms(ms).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut outputs = Vec::new();
     for output in &settings.outputs {
@@ -109,7 +117,7 @@ pub fn read(settings: &Settings, clock: &Clock) -> Result<Status, StateError> {
         daily_limit: limit,
         reserve: quota.reserve,
         remaining,
-        closed_until: day.closed_until_ms.filter(|until| *until > now).map(stamp),
+        closed_until: closed_until.map(stamp),
         next_reset: stamp(next_reset),
         last_request: day.last_request_ms.map(stamp),
         pace_seconds: pace_ms.map(|pace| pace as f64 / 1000.0),
