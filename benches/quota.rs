@@ -174,10 +174,10 @@ fn settings(dir: &Path, license: License, fleet: usize) -> Settings {
 /// thousands of transactions, and fsync on a disk would dominate.
 fn state_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in(shm) {
-            return dir;
-        }
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
     }
     tempfile::tempdir().expect("temp dir")
 }

@@ -75,6 +75,17 @@ wait = \"0s\"
     let mut running = forwarder("run", &config);
     wait_for_outbox(&dir.path().join("state.db"), RECENT_ALERTS as i64).await;
     assert_status_reads_while_running(&config);
+    // A second forwarder on the same outbox would deliver its events
+    // twice: it is refused before it sends anything.
+    let second = Command::new(env!("CARGO_BIN_EXE_iotsecure-forwarder"))
+        .args(["once", "--config"])
+        .arg(&config)
+        .output()
+        .expect("once runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(stderr.contains("in use by another"), "{stderr}");
+    // The lock dies with the process, so the `once` below may run.
     running.kill().expect("SIGKILL");
     running.wait().expect("reaped");
 

@@ -140,10 +140,10 @@ async fn hostile_values_come_out_escaped_and_parse_back() {
 fn labelled_fields(fields: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut labelled = BTreeMap::new();
     for (key, label) in fields {
-        if let Some(slot) = key.strip_suffix("Label") {
-            if let Some(value) = fields.get(slot) {
-                labelled.insert(label.clone(), value.clone());
-            }
+        if let Some(slot) = key.strip_suffix("Label")
+            && let Some(value) = fields.get(slot)
+        {
+            labelled.insert(label.clone(), value.clone());
         }
     }
     labelled

@@ -88,10 +88,10 @@ async fn poll_in_virtual_time(scenario: &Scenario, changes: &[Change]) -> Run {
         vec![0; usize::try_from(scenario.run_ms() / 86_400_000 + 1).unwrap_or(1)];
     for (at, action) in &log {
         let day = usize::try_from((at - START_MS) / 86_400_000).unwrap_or(0);
-        if *action == "getDeviceTimeline" {
-            if let Some(count) = timeline_per_day.get_mut(day) {
-                *count += 1;
-            }
+        if *action == "getDeviceTimeline"
+            && let Some(count) = timeline_per_day.get_mut(day)
+        {
+            *count += 1;
         }
     }
     Run {

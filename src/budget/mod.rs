@@ -202,10 +202,10 @@ impl Budget {
         let offset = time.timestamp_millis() - self.clock.now_ms();
         let previous = self.server_offset_ms.swap(offset, Ordering::Relaxed);
         // The Date header has whole seconds: store only real changes.
-        if (offset - previous).abs() >= 2_000 {
-            if let Err(error) = self.store.set_counter(OFFSET_KEY, offset) {
-                tracing::warn!(%error, "cannot store the server clock offset");
-            }
+        if (offset - previous).abs() >= 2_000
+            && let Err(error) = self.store.set_counter(OFFSET_KEY, offset)
+        {
+            tracing::warn!(%error, "cannot store the server clock offset");
         }
     }
 }

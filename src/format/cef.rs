@@ -459,10 +459,10 @@ fn invalid_escape(escaped: Option<char>, context: &'static str) -> CefParseError
 /// belongs to the previous key.
 fn parse_extension(text: &str) -> Result<Vec<(String, String)>, CefParseError> {
     let keys = find_keys(text)?;
-    if let Some(&(key_start, _)) = keys.first() {
-        if !text[..key_start].trim_matches(' ').is_empty() {
-            return Err(CefParseError::TextBeforeFirstKey);
-        }
+    if let Some(&(key_start, _)) = keys.first()
+        && !text[..key_start].trim_matches(' ').is_empty()
+    {
+        return Err(CefParseError::TextBeforeFirstKey);
     }
     let mut pairs = Vec::with_capacity(keys.len());
     for (index, &(key_start, equals)) in keys.iter().enumerate() {

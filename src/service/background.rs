@@ -215,10 +215,10 @@ impl<'a, T: Transport> Background<'a, T> {
     }
 
     fn timeline_due(&mut self, now: i64) -> Result<Option<i64>, SourceError> {
-        if let Some((read_at, due)) = self.timeline_due {
-            if now - read_at < TIMELINE_RECHECK_MS {
-                return Ok(due);
-            }
+        if let Some((read_at, due)) = self.timeline_due
+            && now - read_at < TIMELINE_RECHECK_MS
+        {
+            return Ok(due);
         }
         let due = self.timeline.next_due_ms()?;
         self.timeline_due = Some((now, due));

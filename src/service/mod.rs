@@ -74,6 +74,34 @@ pub struct Forwarder<T> {
     pub metrics: Metrics,
     /// Liveness of the poll loop, which drives the systemd watchdog.
     pub heartbeat: Arc<Heartbeat>,
+    /// An exclusive lock beside the state database, held while this
+    /// forwarder is open: two forwarders on one outbox would deliver
+    /// the same events twice. The kernel releases it when the process
+    /// ends, however it ends.
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock on `<state>.lock`, or fails when another
+/// process holds it. `status` and `api` do not take it: they only read,
+/// or count one request in the ledger's own transaction.
+fn lock_state(state: &std::path::Path) -> Result<std::fs::File, StateError> {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    let path = state.display().to_string();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::path::PathBuf::from(name))
+        .map_err(|source| StateError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StateError::InUse { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StateError::Lock { path, source }),
+    }
 }
 
 /// Builds the HTTP transport for the configured API.
@@ -91,6 +119,7 @@ impl<T: Transport> Forwarder<T> {
     /// Opens the state database and wraps `transport` in the budget.
     pub fn open(settings: Settings, transport: T, clock: Clock) -> Result<Self, StateError> {
         let store = Arc::new(Store::open(&settings.state.path)?);
+        let lock = lock_state(&settings.state.path)?;
         // The first start reaches back `start_from` from now, however
         // long the first list call waits for the budget.
         let reach = i64::try_from(settings.alerts.start_from.as_secs()).unwrap_or(i64::MAX / 2);
@@ -117,6 +146,7 @@ impl<T: Transport> Forwarder<T> {
             wake: Arc::new(Notify::new()),
             metrics,
             heartbeat,
+            _lock: lock,
         })
     }
 

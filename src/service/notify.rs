@@ -99,11 +99,11 @@ impl Notifier {
         let Some(address) = &self.address else {
             return;
         };
-        if let Err(error) = send(address, state) {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(%error,
+        if let Err(error) = send(address, state)
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(%error,
                     "cannot notify systemd; later failures are not logged");
-            }
         }
     }
 
@@ -149,10 +149,10 @@ fn abstract_address(_name: &[u8]) -> io::Result<SocketAddr> {
 /// from this process: the variable is unset, zero or invalid, or
 /// `WATCHDOG_PID` names another process.
 pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
-    if let Some(pid) = pid {
-        if pid.trim().parse::<u32>().ok() != Some(own_pid) {
-            return None;
-        }
+    if let Some(pid) = pid
+        && pid.trim().parse::<u32>().ok() != Some(own_pid)
+    {
+        return None;
     }
     let usec: u64 = usec?.trim().parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec) / 2)

@@ -99,14 +99,14 @@ pub fn build_call(
             action: action.to_owned(),
         });
     };
-    if let Some(requested) = module {
-        if !requested.eq_ignore_ascii_case(known_module.as_str()) {
-            return Err(RequestError::WrongModule {
-                action: name,
-                module: known_module.as_str(),
-                requested: requested.to_owned(),
-            });
-        }
+    if let Some(requested) = module
+        && !requested.eq_ignore_ascii_case(known_module.as_str())
+    {
+        return Err(RequestError::WrongModule {
+            action: name,
+            module: known_module.as_str(),
+            requested: requested.to_owned(),
+        });
     }
     let mut call = Call::new(known_module, name);
     for argument in arguments {

@@ -349,10 +349,10 @@ impl<'a, T: Transport> Scheduler<'a, T> {
     /// a minute: counting a large backlog on every request would cost
     /// more than the request.
     fn plan_lists(&mut self, now: i64) -> Result<(i64, Duration), SourceError> {
-        if let Some((at, pending, interval)) = self.list_plan {
-            if now - at < 60_000 {
-                return Ok((pending, interval));
-            }
+        if let Some((at, pending, interval)) = self.list_plan
+            && now - at < 60_000
+        {
+            return Ok((pending, interval));
         }
         let pending = self.forwarder.store.pending_count(SOURCE)?;
         let (interval, hold) = self.list_interval(pending)?;

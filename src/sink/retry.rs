@@ -153,7 +153,7 @@ impl Reconnect {
         }
         let attempt = self.failures;
         let delay = self.backoff.next_delay();
-        if attempt == 1 || attempt % LOG_EVERY_ATTEMPTS == 0 {
+        if attempt == 1 || attempt.is_multiple_of(LOG_EVERY_ATTEMPTS) {
             let delay_ms = millis(delay);
             let (name, address) = (&settings.name, &settings.address);
             warn!(output = %name, address, attempt, delay_ms, %error, "send failed, retrying");

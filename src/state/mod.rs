@@ -34,6 +34,15 @@ pub enum StateError {
         "state database has schema version {found}, newer than this build's {supported}: run the newer version, or move the file away to start afresh"
     )]
     TooNew { found: i64, supported: i64 },
+    #[error(
+        "state database {path} is in use by another iotsecure-forwarder run, once or demo (it holds {path}.lock): stop it, or give this config its own state.path"
+    )]
+    InUse { path: String },
+    #[error("state database: cannot open the lock file {path}.lock: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("state database: cannot create the folder {path}: {source}")]
     Folder {
         path: String,
@@ -417,13 +426,13 @@ fn insert_event(
     let body = serde_json::to_string(event)
         .map_err(|error| rusqlite::Error::ToSqlConversionFailure(Box::new(error)))?;
     let key = event.dedup_key();
-    if let Event::Alert(alert_event) = event {
-        if let Some(device_id) = &alert_event.alert.device_id {
-            // A time in the future (a corrupt record) would keep the
-            // device selected forever, so it counts as now.
-            let alerted_ms = event.time_ms().map_or(now_ms, |ms| ms.min(now_ms));
-            timeline::mark_alerted(conn, device_id, alerted_ms)?;
-        }
+    if let Event::Alert(alert_event) = event
+        && let Some(device_id) = &alert_event.alert.device_id
+    {
+        // A time in the future (a corrupt record) would keep the
+        // device selected forever, so it counts as now.
+        let alerted_ms = event.time_ms().map_or(now_ms, |ms| ms.min(now_ms));
+        timeline::mark_alerted(conn, device_id, alerted_ms)?;
     }
     let fresh = conn.execute(
         "INSERT OR IGNORE INTO dedup (key, expires_ms) VALUES (?1, ?2)",
