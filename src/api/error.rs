@@ -70,8 +70,8 @@ pub enum ApiError {
     /// `quota.reserve` is at least the organization's daily limit, so
     /// the forwarder may spend nothing on any day.
     #[error(
-        "{action}: not sent, quota.reserve ({reserve}) leaves nothing of the daily limit ({limit}); \
-         set quota.reserve below {limit}, then reload or restart"
+        "{action}: quota.reserve ({reserve}) leaves nothing of the daily limit ({limit}), so no \
+         request may go; set quota.reserve below {limit}, then reload or restart"
     )]
     ReserveTakesAll {
         action: &'static str,

@@ -104,6 +104,11 @@ impl Budget {
         (self.limit(day) - self.quota_guard().reserve).max(0)
     }
 
+    /// Requests per day left for other tools (`quota.reserve`).
+    pub fn reserve(&self) -> i64 {
+        self.quota_guard().reserve
+    }
+
     /// Returns the organization's daily limit: the smaller of the
     /// configured one and the server's, when a sync reported it.
     pub fn limit(&self, day: &LedgerDay) -> i64 {
@@ -130,7 +135,7 @@ impl Budget {
             .ledger_day(&today)
             .map_err(|e| ledger_error(action, &e))?;
         let allowed = self.allowed(&day);
-        let (limit, reserve) = (self.limit(&day), self.quota_guard().reserve);
+        let (limit, reserve) = (self.limit(&day), self.reserve());
         if limit <= reserve {
             return Err(ApiError::ReserveTakesAll {
                 action,

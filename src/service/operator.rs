@@ -169,6 +169,16 @@ impl<T: Transport> Operator<T> {
             action: "getAPIKey",
             message: format!("the request ledger is unavailable: {error}"),
         })?;
+        // The limit the server just reported may leave nothing after
+        // the reserve; say so now rather than on the daemon's first call.
+        let (limit, reserve) = (self.budget.limit(&day), self.budget.reserve());
+        if limit <= reserve {
+            return Err(ApiError::ReserveTakesAll {
+                action: "getAPIKey",
+                limit,
+                reserve,
+            });
+        }
         let remaining = (self.budget.allowed(&day) - day.effective_used()).max(0);
         Ok(KeyReport {
             account_name: info.account_name,
