@@ -220,11 +220,11 @@ async fn random_case(skew: i64, since: Since, seed: u64) {
 }
 
 /// A local clock days ahead of the server's, on a first start with no
-/// known offset: the first list asks from the server's future and finds
-/// nothing, and the next lists reach back `start_from` on the server's
-/// clock, so nothing the server changed is lost.
+/// known offset: the first list filters on the server's future and finds
+/// nothing. The next lists reach back `start_from` on the server's clock,
+/// so nothing the server changed is lost.
 #[tokio::test]
-async fn local_clock_days_ahead_loses_nothing() {
+async fn local_clock_ahead_loses_nothing() {
     const DAYS_S: i64 = 3 * 86_400;
     let setup = setup(-DAYS_S, Since::After);
     setup.cycle().await;

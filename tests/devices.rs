@@ -130,7 +130,7 @@ async fn held_alert_is_enriched_with_its_device() {
 /// `once` on a day that cannot pay for the device record its alerts
 /// wait for still delivers them, without device fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn once_without_budget_for_devices_still_delivers() {
+async fn once_delivers_when_devices_unaffordable() {
     let model = common::quiet_model(Clock::system(), Since::After);
     let (api, _sim) = common::serve(&model).await;
     let mut siem = receiver(Protocol::Tcp).await;
@@ -159,9 +159,9 @@ async fn once_without_budget_for_devices_still_delivers() {
 }
 
 /// `once` counts what each source spent, as the daemon does, so a daemon
-/// started later the same day holds each source to the rest of its share.
+/// started later the same day limits each source to the rest of its share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn once_counts_each_source_spend() {
+async fn once_counts_spend_per_source() {
     let model = common::quiet_model(Clock::system(), Since::After);
     let (api, _sim) = common::serve(&model).await;
     let mut siem = receiver(Protocol::Tcp).await;

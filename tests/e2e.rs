@@ -16,7 +16,8 @@ use iotsecure_forwarder::sink::Protocol;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The three outputs, with the inventory off so only alerts arrive.
+/// Returns the config of the three outputs, with the device sources off
+/// so only alerts arrive.
 fn alerts_only(outputs: &ThreeOutputs) -> String {
     format!("{}\n{}", common::ALERTS_ONLY, outputs.config(""))
 }

@@ -174,7 +174,7 @@ async fn api_unknown_action_exits_64() {
 /// next call is refused with an error that names the setting and the
 /// fix, and exits 78 like any other config error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reserve_above_the_server_limit_names_the_setting() {
+async fn reserve_above_limit_names_setting() {
     let mut settings = SimSettings::new(Clock::system());
     settings.api_keys = vec![common::KEY.to_owned()];
     settings.license = License::Developer;
@@ -191,19 +191,17 @@ async fn reserve_above_the_server_limit_names_the_setting() {
     let refused = forwarder(&setup.config, &["api", "countAlerts"]);
     let stderr = text(&refused.stderr);
     assert_eq!(refused.status.code(), Some(78), "{stderr}");
-    assert!(
-        stderr.contains("quota.reserve (100)") && stderr.contains("daily limit (50)"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("quota.reserve (100)"), "{stderr}");
+    assert!(stderr.contains("daily limit (50)"), "{stderr}");
     assert!(stderr.contains("set quota.reserve below 50"), "{stderr}");
     assert_eq!(model.requests_today(), 1, "only the getAPIKey was sent");
 }
 
-/// After the API said the organization's limit is reached, the next
-/// call is not sent and says why, and `status` shows nothing left until
-/// the day reopens.
+/// After the API reported the organization's limit reached, the next
+/// call is not sent and its error gives the reopening time, and `status`
+/// shows nothing left until then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closed_day_says_so_in_api_and_status() {
+async fn closed_day_shows_in_api_and_status() {
     let (model, api, _sim) = simulator().await;
     let setup = setup(api, "[quota]\nsync = false\n");
     // Another tool spends the organization's requests.

@@ -148,13 +148,18 @@ impl Budget {
             used: day.effective_used(),
             allowed,
         };
-        if let Some(until) = day.closed_until_ms.filter(|_| self.is_closed(&day)) {
-            let until = crate::clock::datetime_from_ms(until)
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        if self.is_closed(&day) {
+            let until = day
+                .closed_until_ms
+                .map(|until| {
+                    crate::clock::datetime_from_ms(until)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                })
+                .unwrap_or_default();
             return Err(ApiError::LimitReached {
                 action,
                 detail: format!(
-                    "not sent; the API said so earlier today, and the day is closed until {until}"
+                    "not sent, because an earlier reply today reported it; the day is closed until {until}"
                 ),
             });
         }

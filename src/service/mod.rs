@@ -121,11 +121,13 @@ impl<T: Transport> Forwarder<T> {
         let store = Arc::new(Store::open(&settings.state.path)?);
         let lock = lock_state(&settings.state.path)?;
         // The first start reaches back `start_from` from now, however
-        // long the first list call waits for the budget.
+        // long the first list call waits for the budget. "Now" is the
+        // server's, as far as an earlier run's replies showed its clock.
+        let now = crate::source::server_now_secs(&store, &clock)?;
         let reach = i64::try_from(settings.alerts.start_from.as_secs()).unwrap_or(i64::MAX / 2);
-        store.init_cursor(crate::source::alerts::SOURCE, clock.now_secs() - reach)?;
+        store.init_cursor(crate::source::alerts::SOURCE, now - reach)?;
         let reach = i64::try_from(settings.devices.start_from.as_secs()).unwrap_or(i64::MAX / 2);
-        store.init_cursor(crate::source::devices::SOURCE, clock.now_secs() - reach)?;
+        store.init_cursor(crate::source::devices::SOURCE, now - reach)?;
         let names: Vec<String> = settings.outputs.iter().map(|o| o.name.clone()).collect();
         store.retain_outputs(&names)?;
         let budget = Arc::new(Budget::new(
@@ -379,9 +381,9 @@ impl<T: Transport> Forwarder<T> {
     }
 
     /// Runs one source's part of `once` and counts the requests it sent
-    /// against the source's share, as the scheduler counts each of its
-    /// own. A daemon started later the same day then holds the source to
-    /// what is left of its share.
+    /// against the source's share, as the scheduler counts its own. A
+    /// daemon started later the same day then limits the source to what
+    /// is left of its share.
     async fn counted<R>(
         &self,
         source: SourceKind,
@@ -390,7 +392,8 @@ impl<T: Transport> Forwarder<T> {
         let before = self.budget.ledger()?;
         let result = part.await;
         let after = self.budget.ledger()?;
-        // Past 00:00 UTC every request on the new day's line is the part's.
+        // When the day turned during the part, every request on the new
+        // day's ledger line is the part's.
         let spent = if after.day == before.day {
             after.used - before.used
         } else {
@@ -423,9 +426,9 @@ impl<T: Transport> Forwarder<T> {
                 Err(error) => break Err(error),
             }
         };
-        // A day that can no longer pay for a device record would keep its
-        // alerts held past this run, and `once` delivers what it stored:
-        // they go out now without device fields.
+        // When the day cannot pay for a device record, its held alerts go
+        // out now without device fields, because `once` must deliver
+        // everything it stored.
         let unaffordable = match &fetched {
             Err(SourceError::Api(error)) if error.kind() == ErrorKind::DayClosed => {
                 devices.release_unaffordable()?

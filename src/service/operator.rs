@@ -169,8 +169,8 @@ impl<T: Transport> Operator<T> {
             action: "getAPIKey",
             message: format!("the request ledger is unavailable: {error}"),
         })?;
-        // The limit the server just reported may leave nothing after
-        // the reserve; say so now rather than on the daemon's first call.
+        // The limit the server just reported may leave nothing after the
+        // reserve. Report it here rather than on the daemon's first call.
         let (limit, reserve) = (self.budget.limit(&day), self.budget.reserve());
         if limit <= reserve {
             return Err(ApiError::ReserveTakesAll {

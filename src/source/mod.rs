@@ -61,9 +61,9 @@ struct CursorRule {
 }
 
 impl CursorRule {
-    /// Returns the time a list call of `source` asks from: its stored
-    /// cursor, or `start_from` before the server's time on the first
-    /// list.
+    /// Returns the `modified` filter of the next list call of `source`:
+    /// its stored cursor, or `start_from` before the server's time when
+    /// none is stored.
     fn since(&self, store: &Store, source: &str, clock: &Clock) -> Result<i64, StateError> {
         Ok(match store.cursor(source)? {
             Some(cursor) => cursor,
@@ -77,11 +77,13 @@ impl CursorRule {
     /// The next cursor is the reply's `Date` less `overlap`. Without a
     /// `Date` it is the server's time as the local clock estimates it,
     /// less `clock_skew`. It never moves back before `since`, because
-    /// that would only list the same records again. A `since` after the reply's
-    /// `Date` came from a clock ahead of the server's, and the list
-    /// missed what the server changed in that lead. The cursor then goes
-    /// back by the lead, at most `start_from`, before the `Date`. Records
-    /// already stored are fetched again but not sent twice.
+    /// that would only list the same records again.
+    ///
+    /// A `since` after the reply's `Date` came from a clock ahead of the
+    /// server's, so the list missed what the server changed in that lead.
+    /// The cursor then goes back by the lead, at most `start_from`, before
+    /// the `Date`. Records already stored are fetched again but not sent
+    /// twice.
     fn commit(
         &self,
         store: &Store,
@@ -118,7 +120,7 @@ impl CursorRule {
 
 /// Estimates the server's time in epoch seconds from the local clock
 /// and the offset the last reply's `Date` showed.
-fn server_now_secs(store: &Store, clock: &Clock) -> Result<i64, StateError> {
+pub(crate) fn server_now_secs(store: &Store, clock: &Clock) -> Result<i64, StateError> {
     let offset_ms = store.counter(crate::budget::OFFSET_KEY)?;
     Ok((clock.now_ms() + offset_ms).div_euclid(1_000))
 }
